@@ -1,0 +1,84 @@
+"""Organisation commands: create, rename, plan, members and roles."""
+from __future__ import annotations
+
+from uuid import UUID
+
+from application.base import BaseApp
+from application.principal import Principal
+from application.results import CommandResult
+from domain.errors import Invalid, NotFound
+from domain.organisation import Organisation
+from domain.permissions import Permission, Role
+
+
+class OrganisationCommands(BaseApp):
+    def create_organisation(
+        self, principal: Principal, name: str, request_id: str, idempotency_key: str | None = None
+    ) -> CommandResult:
+        if principal.user_id is None:
+            raise Invalid("API keys cannot create organisations", code="USER_REQUIRED")
+        def command() -> CommandResult:
+            org_id, fingerprint, replay = self._idempotent(principal, "orgs", idempotency_key, {"name": name})
+            if replay:
+                return replay
+            org = Organisation.create(org_id, name, principal.user_id, principal.actor, request_id, request_hash=fingerprint)
+            return CommandResult(org.id, self._save(org))
+
+        return self._retrying(command)
+
+    def get_organisation(self, principal: Principal, org_id: UUID) -> Organisation:
+        org, _ = self._authorize(principal, org_id, Permission.PROMPTS_READ)
+        return org
+
+    def rename_organisation(self, principal: Principal, org_id: UUID, name: str, request_id: str) -> CommandResult:
+        def command() -> CommandResult:
+            org, _ = self._authorize(principal, org_id, Permission.ORG_MANAGE)
+            org.rename(name, principal.actor, request_id)
+            return CommandResult(org_id, self._save(org))
+
+        return self._retrying(command)
+
+    def change_plan(self, principal: Principal, org_id: UUID, plan: str, request_id: str) -> CommandResult:
+        def command() -> CommandResult:
+            org, _ = self._authorize(principal, org_id, Permission.ORG_MANAGE)
+            org.change_plan(plan, principal.actor, request_id)
+            return CommandResult(org_id, self._save(org))
+
+        return self._retrying(command)
+
+    def add_member(
+        self, principal: Principal, org_id: UUID, role: str, request_id: str,
+        *, user_id: UUID | None = None, email: str | None = None,
+    ) -> CommandResult:
+        def command() -> CommandResult:
+            org, by_role = self._authorize(principal, org_id, Permission.MEMBERS_MANAGE)
+            target = user_id or (self.find_user_id(email) if email else None)
+            if target is None or not self._exists(target):
+                raise NotFound("no user with that email or id", code="USER_NOT_FOUND")
+            org.add_member(target, role, self._effective_role(by_role), principal.actor, request_id)
+            return CommandResult(target, self._save(org))
+
+        return self._retrying(command)
+
+    def change_member_role(
+        self, principal: Principal, org_id: UUID, user_id: UUID, role: str, request_id: str
+    ) -> CommandResult:
+        def command() -> CommandResult:
+            org, by_role = self._authorize(principal, org_id, Permission.MEMBERS_MANAGE)
+            org.change_role(user_id, role, self._effective_role(by_role), principal.actor, request_id)
+            return CommandResult(user_id, self._save(org))
+
+        return self._retrying(command)
+
+    def remove_member(self, principal: Principal, org_id: UUID, user_id: UUID, request_id: str) -> CommandResult:
+        def command() -> CommandResult:
+            org, by_role = self._authorize(principal, org_id, Permission.MEMBERS_MANAGE)
+            org.remove_member(user_id, self._effective_role(by_role), principal.actor, request_id)
+            return CommandResult(user_id, self._save(org))
+
+        return self._retrying(command)
+
+    @staticmethod
+    def _effective_role(role: Role | None) -> Role:
+        """API keys with members:manage act with admin rights at most (never owner)."""
+        return role or Role.ADMIN

@@ -1,0 +1,145 @@
+"""Prompt commands (create, revise, labels, archive) and strongly consistent prompt reads."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, project_aggregate
+
+from application.base import BaseApp
+from application.principal import Principal
+from application.results import CommandResult
+from domain.errors import Conflict, Forbidden, NotFound
+from domain.ids import prompt_name_index_id
+from domain.permissions import Permission, label_permission
+from domain.prompt import Prompt, PromptNameIndex
+from domain.values import clean_name, render
+
+PROMPT_NOT_FOUND = "PROMPT_NOT_FOUND"
+
+
+class PromptCommands(BaseApp):
+    def create_prompt(
+        self, principal: Principal, org_id: UUID, *, name: str, template: str, variables: list[str] | None = None,
+        model_config: dict[str, Any] | None = None, tags: list[str] | None = None, message: str = "",
+        request_id: str, idempotency_key: str | None = None,
+    ) -> CommandResult:
+        payload = {"org": str(org_id), "name": name, "template": template, "variables": variables,
+                   "model_config": model_config, "tags": tags, "message": message}
+
+        def command() -> CommandResult:
+            org, _ = self._authorize(principal, org_id, Permission.PROMPTS_WRITE)
+            prompt_id, fingerprint, replay = self._idempotent(principal, f"org:{org_id}:prompts", idempotency_key, payload)
+            if replay:
+                return replay
+            prompt = Prompt.create(
+                prompt_id, org_id, name, template, variables, model_config, tags or [], message,
+                principal.actor, request_id, request_hash=fingerprint,
+            )
+            if self._exists(prompt_name_index_id(org_id, prompt.name)):
+                raise Conflict(f"a prompt named {prompt.name!r} already exists", code="PROMPT_NAME_TAKEN",
+                               details={"name": prompt.name})
+            org.reserve_prompt(prompt_id, principal.actor, request_id)
+            index = PromptNameIndex(org_id=org_id, name=prompt.name, prompt_id=prompt_id)
+            return CommandResult(prompt_id, self._save(prompt, index, org), version=1)
+
+        return self._retrying(command)
+
+    def revise_prompt(
+        self, principal: Principal, org_id: UUID, prompt_id: UUID, *, base_version: int, request_id: str,
+        template: str | None = None, variables: list[str] | None = None, model_config: dict[str, Any] | None = None,
+        tags: list[str] | None = None, message: str = "",
+    ) -> CommandResult:
+        def command() -> CommandResult:
+            self._authorize(principal, org_id, Permission.PROMPTS_WRITE)
+            prompt = self._prompt(org_id, prompt_id)
+            prompt.revise(base_version, principal.actor, request_id, template=template, variables=variables,
+                          model_config=model_config, tags=tags, message=message)
+            return CommandResult(prompt_id, self._save(prompt), version=prompt.latest_version)
+
+        return self._retrying(command)
+
+    def move_label(
+        self, principal: Principal, org_id: UUID, prompt_id: UUID, label: str, version: int, request_id: str,
+        expected_version: int | None = None,
+    ) -> CommandResult:
+        def command() -> CommandResult:
+            self._authorize_label(principal, org_id, label)
+            prompt = self._prompt(org_id, prompt_id)
+            changed = prompt.move_label(label, version, expected_version, principal.actor, request_id)
+            return CommandResult(prompt_id, self._save(prompt) if changed else None, version=version)
+
+        return self._retrying(command)
+
+    def remove_label(
+        self, principal: Principal, org_id: UUID, prompt_id: UUID, label: str, request_id: str,
+        expected_version: int | None = None,
+    ) -> CommandResult:
+        def command() -> CommandResult:
+            self._authorize_label(principal, org_id, label)
+            prompt = self._prompt(org_id, prompt_id)
+            prompt.remove_label(label, expected_version, principal.actor, request_id)
+            return CommandResult(prompt_id, self._save(prompt))
+
+        return self._retrying(command)
+
+    def archive_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, request_id: str) -> CommandResult:
+        def command() -> CommandResult:
+            self._authorize(principal, org_id, Permission.PROMPTS_WRITE)
+            prompt = self._prompt(org_id, prompt_id)
+            prompt.archive(principal.actor, request_id)
+            return CommandResult(prompt_id, self._save(prompt))
+
+        return self._retrying(command)
+
+    def restore_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, request_id: str) -> CommandResult:
+        def command() -> CommandResult:
+            self._authorize(principal, org_id, Permission.PROMPTS_WRITE)
+            prompt = self._prompt(org_id, prompt_id)
+            prompt.restore(principal.actor, request_id)
+            return CommandResult(prompt_id, self._save(prompt))
+
+        return self._retrying(command)
+
+    # -- strongly consistent reads ----------------------------------------------------------
+    def read_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, as_of: datetime | None = None) -> Prompt:
+        """The prompt now, or as it was at `as_of` (folded from its events up to that instant)."""
+        self._authorize(principal, org_id, Permission.PROMPTS_READ)
+        if as_of is None:
+            return self._prompt(org_id, prompt_id)
+        events = [e for e in self.events.get(prompt_id) if e.timestamp <= as_of]
+        prompt = project_aggregate(None, events) if events else None
+        if not isinstance(prompt, Prompt) or prompt.org_id != org_id:
+            raise NotFound("prompt did not exist at that time", code=PROMPT_NOT_FOUND)
+        return prompt
+
+    def prompt_id_by_name(self, principal: Principal, org_id: UUID, name: str) -> UUID:
+        self._authorize(principal, org_id, Permission.PROMPTS_READ)
+        try:
+            index = self.repository.get(prompt_name_index_id(org_id, clean_name(name)))
+        except AggregateNotFoundError:
+            raise NotFound("prompt not found", code=PROMPT_NOT_FOUND) from None
+        return index.prompt_id
+
+    def render_prompt(
+        self, principal: Principal, org_id: UUID, prompt_id: UUID, values: dict[str, Any],
+        label: str | None = None, version: int | None = None,
+    ) -> tuple[int, str]:
+        prompt = self.read_prompt(principal, org_id, prompt_id)
+        chosen = prompt.resolve(label=label, version=version)
+        return chosen["version"], render(chosen["template"], chosen["variables"], values)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _prompt(self, org_id: UUID, prompt_id: UUID) -> Prompt:
+        prompt = self._load(prompt_id, Prompt, NotFound("prompt not found", code=PROMPT_NOT_FOUND))
+        if prompt.org_id != org_id:  # another tenant's prompt does not exist for this caller
+            raise NotFound("prompt not found", code=PROMPT_NOT_FOUND)
+        return prompt
+
+    def _authorize_label(self, principal: Principal, org_id: UUID, label: str) -> None:
+        try:
+            self._authorize(principal, org_id, label_permission(label.strip().lower()))
+        except Forbidden as exc:
+            exc.details["label"] = label
+            raise
