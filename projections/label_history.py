@@ -1,0 +1,44 @@
+"""Label history: every move and removal of a label (from, to, who, when)."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Connection, DateTime, Integer, String, Table, insert, select
+
+from domain.prompt import Prompt
+from projections.base import Projection
+from projections.db import metadata
+from projections.events import Envelope
+
+label_moves = Table(
+    "rm_label_moves", metadata,
+    Column("org_id", String(36), primary_key=True),
+    Column("prompt_id", String(36), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("label", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("actor", String(80), nullable=False),
+    Column("moved_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class LabelHistory(Projection):
+    name = "label_history"
+    tables = (label_moves,)
+    handlers = {Prompt.LabelMoved: "_moved", Prompt.LabelRemoved: "_moved"}
+
+    def _moved(self, conn: Connection, env: Envelope) -> None:
+        e = env.event
+        conn.execute(insert(label_moves).values(
+            org_id=env.org_id, prompt_id=env.target_id, position=env.position, label=e.label,
+            from_version=e.from_version, to_version=getattr(e, "to_version", None), actor=env.actor, moved_at=env.at,
+        ))
+
+    def list(self, org_id: str, prompt_id: str, label: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        t = label_moves
+        query = select(t).where(t.c.org_id == str(org_id), t.c.prompt_id == str(prompt_id))
+        if label:
+            query = query.where(t.c.label == label)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(t.c.position).limit(min(limit, 500)))]

@@ -1,0 +1,11 @@
+"""The one place where read-model projections are listed (add a line to add one)."""
+from __future__ import annotations
+
+from projections.api_keys import ApiKeys
+from projections.audit import AuditLog
+from projections.catalogue import Catalogue
+from projections.label_history import LabelHistory
+from projections.memberships import Memberships
+from projections.versions import VersionHistory
+
+SQL_PROJECTIONS = (Catalogue, VersionHistory, LabelHistory, Memberships, ApiKeys, AuditLog)

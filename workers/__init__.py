@@ -1,0 +1,1 @@
+"""Projection workers: in-process runner (embedded) and dramatiq actors on Redis (production)."""
