@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from domain.errors import Invalid
 
 
 def eventsourcing_env(url: str, pool_size: int = 20) -> dict[str, str]:
-    """eventsourcing settings for `sqlite:///path`, `postgresql://...` or `memory://`.
+    """eventsourcing settings for `sqlite:///path`, `postgresql://...[?schema=name]` or `memory://`.
 
     Postgres keeps the library's default insert path (`LOCK TABLE ... IN EXCLUSIVE MODE`), which
     keeps commit order equal to notification id order: projections rely on it (adr/0002)."""
@@ -36,5 +36,8 @@ def eventsourcing_env(url: str, pool_size: int = 20) -> dict[str, str]:
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_PRE_PING": "y",
         }
+        schema = parse_qs(parts.query).get("schema")
+        if schema:
+            env["POSTGRES_SCHEMA"] = schema[0]
         return env
     raise Invalid(f"unsupported event store URL scheme {parts.scheme!r}", code="INVALID_SETTINGS")
