@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -12,13 +14,14 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from application.principal import Principal
+from application.results import CommandResult
 from domain.errors import Conflict, Forbidden, NotFound
 from domain.ids import idempotent_id
 from domain.organisation import Organisation
 from domain.permissions import ROLE_PERMISSIONS, Permission, Role
 
 T = TypeVar("T")
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 30
 
 
 def request_fingerprint(payload: dict[str, Any]) -> str:
@@ -118,18 +121,21 @@ class BaseApp(Application[UUID]):
             return aggregate_id, fingerprint, None
         if getattr(existing, "request_hash", None) != fingerprint:
             raise Conflict("Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
-        version = getattr(existing, "latest_version", None)
+        version = 1 if hasattr(existing, "versions") else None  # the original response named version 1
         return aggregate_id, fingerprint, CommandResult(aggregate_id, self.head_position(), version, replayed=True)
 
     def _retrying(self, command: Callable[[], T]) -> T:
         """Run a load-decide-save command, re-running it when a concurrent save won the race.
 
         A retry reloads every aggregate, so a stale revision then fails with the domain's own
-        conflict error, while an unrelated race (e.g. on the org's counters) simply succeeds."""
+        conflict error, while an unrelated race (e.g. on the org's plan counters, which every
+        prompt creation in the org touches) succeeds on a later attempt."""
         for attempt in range(MAX_ATTEMPTS):
             try:
                 return command()
             except IntegrityError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise Conflict("too much contention, try again", code="CONCURRENT_MODIFICATION") from None
+                # Jittered exponential backoff (capped at 50 ms) spreads colliding writers out.
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise AssertionError("unreachable")

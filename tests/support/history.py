@@ -1,0 +1,76 @@
+"""A realistic mixed history driven through the real commands (used by replay tests)."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from application import Principal, PromptForge
+from domain.errors import DomainError
+from tests.support.corpus import load_corpus
+
+
+@dataclass
+class World:
+    users: dict[str, UUID] = field(default_factory=dict)
+    orgs: dict[str, UUID] = field(default_factory=dict)
+    prompts: dict[str, list[UUID]] = field(default_factory=dict)
+    keys: dict[str, list[UUID]] = field(default_factory=dict)
+
+
+def drive_history(app: PromptForge, *, orgs: int = 3, prompts_per_org: int = 12, seed: int = 7) -> World:
+    """Several orgs, members with role changes, prompts from the corpus with revisions, label
+    moves and removals, archive/restore, API keys issued and revoked."""
+    rng = random.Random(seed)
+    corpus = load_corpus()
+    world = World()
+    for name in ("ann", "bob", "cat", "dan"):
+        world.users[name], _ = app.register_user(f"{name}@example.com", f"{name}-correct-horse-battery", name.title(), f"reg-{name}")
+    ann, bob, cat, dan = (Principal.user(world.users[n]) for n in ("ann", "bob", "cat", "dan"))
+    rows = iter(corpus)
+    for i in range(orgs):
+        owner = [ann, bob, cat][i % 3]
+        org = app.create_organisation(owner, f"Org {i}", f"org-{i}").id
+        world.orgs[f"org{i}"] = org
+        if i == 0:
+            app.change_plan(owner, org, "PRO", "plan")
+        others = [u for u in (ann, bob, cat, dan) if u != owner]
+        app.add_member(owner, org, "developer", f"m1-{i}", user_id=others[0].user_id)
+        app.add_member(owner, org, "reviewer", f"m2-{i}", user_id=others[1].user_id)
+        app.change_member_role(owner, org, others[0].user_id, "admin", f"m3-{i}")
+        app.add_member(owner, org, "viewer", f"m4-{i}", user_id=others[2].user_id)
+        app.remove_member(owner, org, others[2].user_id, f"m5-{i}")
+        app.rename_organisation(owner, org, f"Organisation {i}", f"rn-{i}")
+        ids = []
+        for j in range(prompts_per_org):
+            row = next(rows)
+            created = app.create_prompt(
+                owner, org, name=f"{row['act'][:150].replace('/', '-')} #{j}", template=row["prompt"][:4000] + " {{input}}",
+                tags=[row["type"].lower(), "devs" if row["for_devs"] == "TRUE" else "general"],
+                model_config={"model": "gpt-4o", "temperature": round(rng.random(), 2)}, message="import",
+                request_id=f"p-{i}-{j}",
+            )
+            ids.append(created.id)
+            for v in range(rng.randint(0, 3)):
+                app.revise_prompt(owner, org, created.id, base_version=v + 1, request_id=f"r-{i}-{j}-{v}",
+                                  template=f"v{v + 2}: " + row["prompt"][:2000] + " {{input}}", message=f"edit {v}")
+            prompt = app.read_prompt(owner, org, created.id)
+            app.move_label(owner, org, created.id, "staging", prompt.latest_version, f"l1-{i}-{j}")
+            if rng.random() < 0.7:
+                app.move_label(owner, org, created.id, "production", rng.randint(1, prompt.latest_version), f"l2-{i}-{j}",
+                               expected_version=0)
+            if rng.random() < 0.2:
+                app.remove_label(owner, org, created.id, "staging", f"l3-{i}-{j}")
+            if rng.random() < 0.15:
+                app.archive_prompt(owner, org, created.id, f"a-{i}-{j}")
+                if rng.random() < 0.5:
+                    app.restore_prompt(owner, org, created.id, f"ar-{i}-{j}")
+            try:  # a refused command leaves no trace in the stream
+                app.revise_prompt(owner, org, created.id, base_version=0, request_id="stale", template="x")
+            except DomainError:
+                pass
+        world.prompts[f"org{i}"] = ids
+        keys = [app.issue_api_key(owner, org, f"key {k}", ["prompts:read"], f"k-{i}-{k}").id for k in range(2)]
+        app.revoke_api_key(owner, org, keys[0], f"kr-{i}")
+        world.keys[f"org{i}"] = keys
+    return world
