@@ -1,0 +1,115 @@
+"""`promptforge` command line: serve, worker, projections status/rebuild, seed-demo."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from interfaces.settings import Settings
+
+
+def _container(inprocess: bool = False):
+    from interfaces.bootstrap import build
+
+    return build(Settings(inprocess_projections=inprocess))
+
+
+@click.group()
+def main() -> None:
+    """PromptForge: a multi-tenant, event-sourced prompt registry."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn worker processes")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the HTTP API (embedded default: SQLite under ./var, projections in-process)."""
+    import uvicorn
+
+    Settings()  # fail fast on invalid configuration, before forking workers
+    uvicorn.run("interfaces.http.app:create_app", factory=True, host=host, port=port, workers=workers,
+                loop="auto", http="auto", proxy_headers=True, log_level="info")
+
+
+@main.command()
+@click.option("--processes", default=1, show_default=True, type=int)
+@click.option("--threads", default=2, show_default=True, type=int)
+def worker(processes: int, threads: int) -> None:
+    """Run projection workers (dramatiq on Redis when PROMPTFORGE_REDIS_URL is set, else a poll loop)."""
+    from workers.main import run_worker
+
+    sys.exit(run_worker(processes=processes, threads=threads))
+
+
+@main.group()
+def projections() -> None:
+    """Inspect and rebuild read models."""
+
+
+@projections.command("status")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def projections_status(as_json: bool) -> None:
+    """Each projection's position, the head of the log, lag in events and seconds."""
+    container = _container()
+    try:
+        rows = container.status()
+    finally:
+        container.close()
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+        return
+    click.echo(f"{'projection':<16}{'position':>10}{'head':>10}{'lag':>8}{'lag (s)':>10}")
+    for r in rows:
+        click.echo(f"{r.name:<16}{r.position:>10}{r.head:>10}{r.lag_events:>8}{r.lag_seconds:>10.1f}")
+
+
+@projections.command("rebuild")
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="rebuild every projection")
+def projections_rebuild(name: str | None, all_: bool) -> None:
+    """Reset a projection (or --all) and replay it from position zero."""
+    from tqdm import tqdm
+
+    container = _container()
+    try:
+        names = list(container.projections) if all_ else [name] if name else []
+        unknown = [n for n in names if n not in container.projections]
+        if not names or unknown:
+            raise click.UsageError(f"name one of {', '.join(container.projections)} or pass --all")
+        head = container.source.head()
+        for n in names:
+            started = time.perf_counter()
+            with tqdm(total=head, desc=n, unit="ev") as bar:
+                applied = container.rebuild(n, progress=bar.update)
+            elapsed = time.perf_counter() - started
+            click.echo(f"{n}: {applied} events in {elapsed:.2f}s ({applied / elapsed if elapsed else 0:,.0f} events/s)")
+    finally:
+        container.close()
+
+
+@main.command("seed-demo")
+@click.option("--corpus", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=Path("../shared/data/awesome-chatgpt-prompts.csv"), show_default=True)
+@click.option("--limit", type=int, default=None, help="load only the first N prompts")
+def seed_demo(corpus: Path, limit: int | None) -> None:
+    """Load the demo corpus into a few demo orgs through the real commands."""
+    from tqdm import tqdm
+
+    from interfaces.seed import seed_demo as run_seed
+
+    container = _container()
+    try:
+        with tqdm(desc="prompts", unit="prompt") as bar:
+            summary = run_seed(container.app, corpus, limit=limit, progress=bar.update)
+        container.catch_up()
+    finally:
+        container.close()
+    click.echo(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

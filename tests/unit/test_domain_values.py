@@ -1,0 +1,53 @@
+"""values.render and the placeholder/template rules it relies on."""
+from __future__ import annotations
+
+from domain.errors import Invalid
+from domain.values import clean_template, placeholders, render
+from tests.unit.domain_helpers import refused
+
+
+def test_render_substitutes_every_placeholder_including_repeats_and_spacing():
+    text = render("Hi {{name}}, {{ name }}! You are {{age}}.", ["name", "age"], {"name": "Ada", "age": 36})
+
+    assert text == "Hi Ada, Ada! You are 36."
+
+
+def test_render_is_a_single_pass():
+    assert render("{{a}}", ["a"], {"a": "{{a}}"}) == "{{a}}"
+
+
+def test_render_leaves_non_placeholders_alone():
+    assert render("{{ 1bad }} {x} {{ok}}", ["ok"], {"ok": "yes"}) == "{{ 1bad }} {x} yes"
+
+
+def test_render_without_variables():
+    assert render("static", [], {}) == "static"
+
+
+def test_render_with_missing_variable_names_it():
+    refused(None, lambda: render("{{a}} {{b}}", ["a", "b"], {"a": 1}), kind=Invalid,
+            code="RENDER_VARIABLES_MISMATCH", details={"missing": ["b"], "unknown": []})
+
+
+def test_render_with_unknown_variable_names_it():
+    refused(None, lambda: render("{{a}}", ["a"], {"a": 1, "z": 2}), kind=Invalid,
+            code="RENDER_VARIABLES_MISMATCH", details={"missing": [], "unknown": ["z"]})
+
+
+def test_render_with_missing_and_unknown_names_both():
+    refused(None, lambda: render("{{a}} {{b}}", ["a", "b"], {"b": 1, "c": 2, "d": 3}), kind=Invalid,
+            code="RENDER_VARIABLES_MISMATCH", details={"missing": ["a"], "unknown": ["c", "d"]})
+
+
+def test_placeholders_in_first_use_order_without_duplicates():
+    assert placeholders("{{b}} {{ a }} {{b}} {{_c1}}") == ["b", "a", "_c1"]
+
+
+def test_clean_template_rejects_nul_and_oversize():
+    refused(None, lambda: clean_template("a\x00b", None), kind=Invalid, code="INVALID_TEMPLATE")
+    refused(None, lambda: clean_template("x" * 100_001, None), kind=Invalid, code="INVALID_TEMPLATE")
+
+
+def test_clean_template_rejects_non_identifier_variables():
+    error = refused(None, lambda: clean_template("{{a}}", ["a", "1x"]), kind=Invalid, code="INVALID_VARIABLES")
+    assert error.details == {"invalid": ["1x"]}
