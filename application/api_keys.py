@@ -51,6 +51,11 @@ class ApiKeyCommands(BaseApp):
 
         return self._retrying(command)
 
+    def get_api_key(self, principal: Principal, org_id: UUID, key_id: UUID) -> ApiKey:
+        """A key's metadata from its aggregate (api_keys:manage); the raw key is not recoverable."""
+        self._authorize(principal, org_id, Permission.API_KEYS_MANAGE)
+        return self._key(org_id, key_id)
+
     def authenticate_api_key(self, raw: str) -> Principal:
         """Checked on every request against the event store, so a revocation applies at once."""
         parsed = parse_api_key(raw)

@@ -8,7 +8,7 @@ from application.principal import Principal
 from application.results import CommandResult
 from domain.errors import Invalid, NotFound
 from domain.organisation import Organisation
-from domain.permissions import Permission, Role
+from domain.permissions import ROLE_PERMISSIONS, Permission, Role
 
 
 class OrganisationCommands(BaseApp):
@@ -23,6 +23,38 @@ class OrganisationCommands(BaseApp):
                 return replay
             org = Organisation.create(org_id, name, principal.user_id, principal.actor, request_id, request_hash=fingerprint)
             return CommandResult(org.id, self._save(org))
+
+        return self._retrying(command)
+
+    def authorize(self, principal: Principal, org_id: UUID, permission: Permission | None = None) -> frozenset[str]:
+        """The principal's permissions in the org, read from the aggregate (strongly consistent).
+
+        For queries served from read models. NotFound outside the principal's tenancy (so another
+        tenant's org looks absent); Forbidden when `permission` is given and not held."""
+        if permission is not None:
+            self._authorize(principal, org_id, permission)
+            return self.permissions_of(principal, org_id)
+        if principal.api_key_id is not None:
+            if principal.key_org_id != org_id:
+                raise NotFound("organisation not found", code="ORG_NOT_FOUND")
+            return principal.key_permissions
+        org = self._org(org_id)
+        role = org.role_of(principal.user_id)
+        if role is None:
+            raise NotFound("organisation not found", code="ORG_NOT_FOUND")
+        return frozenset(p.value for p in ROLE_PERMISSIONS[role])
+
+    def update_organisation(
+        self, principal: Principal, org_id: UUID, request_id: str, *, name: str | None = None, plan: str | None = None,
+    ) -> CommandResult:
+        """Rename and/or change plan in one atomic save (both need org:manage)."""
+        def command() -> CommandResult:
+            org, _ = self._authorize(principal, org_id, Permission.ORG_MANAGE)
+            if plan is not None:
+                org.change_plan(plan, principal.actor, request_id)
+            if name is not None:
+                org.rename(name, principal.actor, request_id)
+            return CommandResult(org_id, self._save(org))
 
         return self._retrying(command)
 

@@ -35,6 +35,12 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "awesome-chatgpt-prompts.csv"
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ions", "ion", "ers", "er", "ors", "or",
              "ists", "ist", "ies", "es", "ed", "al", "ly", "s", "e")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+#: Function words: only an exact match with a title word counts for these, so "for"
+#: does not clash with "Formatter".
+_STOPWORDS = frozenset(
+    "the and for with from into that this you your are not but any all its our who how "
+    "what one can has had was may off out own per via".split()
+)
 
 
 def words(text: str) -> list[str]:
@@ -61,6 +67,8 @@ def common_prefix(a: str, b: str) -> int:
 def conflicts(query_word: str, title_word: str) -> bool:
     if query_word == title_word:
         return True
+    if query_word in _STOPWORDS:
+        return False
     q, t = stem(query_word), stem(title_word)
     if q == t:
         return True

@@ -117,6 +117,8 @@ class Organisation(Aggregate):
         self._api_key_added(key_id=key_id, actor=actor, request_id=request_id)
 
     def release_api_key(self, key_id: UUID, actor: str, request_id: str) -> None:
+        if self.active_api_keys <= 0:
+            raise Conflict("no API key slot is in use", code="API_KEY_NOT_RESERVED")
         self._api_key_released(key_id=key_id, actor=actor, request_id=request_id)
 
     # -- helpers ----------------------------------------------------------------------------

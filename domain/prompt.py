@@ -58,6 +58,7 @@ class Prompt(Aggregate):
         """The version a fetch names: explicit number, a label, or latest."""
         if version is not None:
             return self.get_version(version)
+        label = label.strip().lower() if label is not None else None
         if label is None or label == "latest":
             return self.versions[-1]
         if label not in self.labels:
@@ -110,6 +111,7 @@ class Prompt(Aggregate):
         return True
 
     def remove_label(self, label: str, expected_version: int | None, actor: str, request_id: str) -> None:
+        self._require_active()
         label = clean_label(label)
         current = self.labels.get(label)
         if current is None:

@@ -19,6 +19,7 @@ MAX_TAG = 64
 MAX_VARIABLES = 64
 MAX_MODEL_CONFIG_BYTES = 16_384
 MAX_LABEL = 64
+MAX_RENDERED = 1_000_000
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]{0,63})\s*\}\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -113,7 +114,8 @@ def clean_template(template: str, variables: list[str] | None) -> tuple[str, lis
 
 
 def clean_model_config(config: dict[str, Any] | None) -> dict[str, Any]:
-    config = config or {}
+    if config is None:
+        return {}
     if not isinstance(config, dict):
         raise Invalid("model_config must be an object", code="INVALID_MODEL_CONFIG")
     try:
@@ -135,4 +137,9 @@ def render(template: str, variables: list[str], values: dict[str, Any]) -> str:
             code="RENDER_VARIABLES_MISMATCH",
             details={"missing": missing, "unknown": unknown},
         )
-    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+    texts = {k: str(v) for k, v in values.items()}
+    size = len(template) + sum(len(texts[m.group(1)]) for m in PLACEHOLDER.finditer(template))
+    if size > MAX_RENDERED:  # repeated placeholders could otherwise multiply a value without bound
+        raise Invalid(f"rendered text would exceed {MAX_RENDERED} characters", code="RENDER_TOO_LARGE",
+                      details={"max": MAX_RENDERED})
+    return PLACEHOLDER.sub(lambda m: texts[m.group(1)], template)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from application import PromptForge
 from interfaces.event_store import eventsourcing_env
+from interfaces.schema_lock import schema_lock
 from interfaces.settings import Settings
 from projections import catchup, tracking
 from projections.api_keys import ApiKeys
@@ -21,6 +22,7 @@ from projections.db import create_schema, make_engine
 from projections.label_history import LabelHistory
 from projections.memberships import Memberships
 from projections.registry import SQL_PROJECTIONS
+from projections.sessions import Sessions
 from projections.source import ApplicationEventSource
 from projections.versions import VersionHistory
 from workers.runner import ProjectionRunner
@@ -69,6 +71,10 @@ class Container:
     @property
     def audit(self) -> AuditLog:
         return self.projections["audit"]  # type: ignore[return-value]
+
+    @property
+    def sessions(self) -> Sessions:
+        return self.projections["sessions"]  # type: ignore[return-value]
 
     # -- projection driving -----------------------------------------------------------------
     def catch_up(self, name: str | None = None) -> int:
@@ -142,14 +148,20 @@ def _epoch(value) -> float:
 def build(settings: Settings | None = None) -> Container:
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = PromptForge(env=eventsourcing_env(settings.event_store_url, settings.db_pool_size))
     engine = make_engine(settings.read_model_url, pool_size=settings.db_pool_size)
-    create_schema(engine)
-    projections = {cls.name: cls(engine) for cls in SQL_PROJECTIONS}
-    for name in projections:
-        tracking.ensure(engine, name)
+    with schema_lock(settings.event_store_url):  # start-up DDL, one process at a time
+        app = PromptForge(env=eventsourcing_env(settings.event_store_url, settings.db_pool_size))
+        create_schema(engine)
+        projections = {cls.name: cls(engine) for cls in SQL_PROJECTIONS}
+        for name in projections:
+            tracking.ensure(engine, name)
     container = Container(settings, app, engine, projections, ApplicationEventSource(app))
     if settings.run_projections_inprocess:
         container.runner = ProjectionRunner(container.catch_up_jobs(), settings.projection_poll_seconds)
         app.add_commit_listener(container.runner.wake)
+    if settings.redis_url:
+        from workers.broker import Nudger, make_broker
+
+        container.extras["nudger"] = Nudger(make_broker(settings.redis_url))
+        app.add_commit_listener(container.extras["nudger"])
     return container

@@ -99,7 +99,7 @@ def _encode(position: int) -> str:
 def _decode(cursor: str) -> int:
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["p"]
-        if not isinstance(value, int):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
             raise ValueError
         return value
     except (ValueError, KeyError, TypeError):

@@ -165,7 +165,10 @@ class Catalogue(Projection):
             if column_name != "name_key":
                 from datetime import datetime
 
-                value = datetime.fromisoformat(value)
+                try:
+                    value = datetime.fromisoformat(value)
+                except ValueError:
+                    raise Invalid("invalid or foreign cursor", code="INVALID_CURSOR") from None
             after = (column < value) if descending else (column > value)
             tie = and_(column == value, (prompts.c.prompt_id < last_id) if descending else (prompts.c.prompt_id > last_id))
             query = query.where(or_(after, tie))

@@ -6,6 +6,7 @@ from projections.audit import AuditLog
 from projections.catalogue import Catalogue
 from projections.label_history import LabelHistory
 from projections.memberships import Memberships
+from projections.sessions import Sessions
 from projections.versions import VersionHistory
 
-SQL_PROJECTIONS = (Catalogue, VersionHistory, LabelHistory, Memberships, ApiKeys, AuditLog)
+SQL_PROJECTIONS = (Catalogue, VersionHistory, LabelHistory, Memberships, ApiKeys, AuditLog, Sessions)

@@ -51,3 +51,11 @@ def test_clean_template_rejects_nul_and_oversize():
 def test_clean_template_rejects_non_identifier_variables():
     error = refused(None, lambda: clean_template("{{a}}", ["a", "1x"]), kind=Invalid, code="INVALID_VARIABLES")
     assert error.details == {"invalid": ["1x"]}
+
+
+def test_render_refuses_output_beyond_the_bound():
+    # 20 repeats of a 60k value = 1.2M characters: a small template must not multiply a value unboundedly.
+    template = "{{v}}" * 20
+    refused(None, lambda: render(template, ["v"], {"v": "x" * 60_000}), kind=Invalid, code="RENDER_TOO_LARGE",
+            details={"max": 1_000_000})
+    assert len(render(template, ["v"], {"v": "x" * 40_000})) == 800_000
