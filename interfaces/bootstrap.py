@@ -3,6 +3,7 @@
 Everything is wired here and only here; tests build a Container with their own Settings."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,10 @@ from projections.label_history import LabelHistory
 from projections.memberships import Memberships
 from projections.registry import SQL_PROJECTIONS
 from projections.sessions import Sessions
+from projections.search import SearchService
 from projections.source import ApplicationEventSource
+from projections.vector_projection import VectorProjection
+from projections.vectors.index import VectorIndexUnavailable
 from projections.versions import VersionHistory
 from workers.runner import ProjectionRunner
 
@@ -45,7 +49,14 @@ class Container:
     projections: dict[str, Projection]
     source: ApplicationEventSource
     runner: ProjectionRunner | None = None
+    vector_projection: VectorProjection | None = None
+    search: SearchService | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def projection_names(self) -> list[str]:
+        """Every projection, SQL read models first (the vector projection reads the catalogue)."""
+        return list(self.projections) + ([VectorProjection.name] if self.vector_projection else [])
 
     # -- typed access to the read models ----------------------------------------------------
     @property
@@ -79,18 +90,25 @@ class Container:
     # -- projection driving -----------------------------------------------------------------
     def catch_up(self, name: str | None = None) -> int:
         """Fold all pending events into one projection (or all of them), synchronously."""
-        names = [name] if name else list(self.projections)
+        names = [name] if name else self.projection_names
         batch = self.settings.projection_batch_size
-        return sum(catchup.catch_up(self.projections[n], self.source, batch) for n in names)
+        return sum(self._catch_up_one(n, batch) for n in names)
+
+    def _catch_up_one(self, name: str, batch: int, progress=None) -> int:
+        if name == VectorProjection.name and self.vector_projection is not None:
+            return self.vector_projection.catch_up(self.source, min(batch, 256), progress)
+        return catchup.catch_up(self.projections[name], self.source, batch, progress)
 
     def catch_up_jobs(self):
         batch = self.settings.projection_batch_size
-        return [lambda p=p: catchup.catch_up(p, self.source, batch) for p in self.projections.values()]
+        return [lambda n=n: self._catch_up_one(n, batch) for n in self.projection_names]
 
     def rebuild(self, name: str, progress=None) -> int:
-        projection = self.projections[name]
-        catchup.reset(projection)
-        return catchup.catch_up(projection, self.source, self.settings.projection_batch_size, progress)
+        if name == VectorProjection.name and self.vector_projection is not None:
+            self.vector_projection.reset()
+        else:
+            catchup.reset(self.projections[name])
+        return self._catch_up_one(name, self.settings.projection_batch_size, progress)
 
     def status(self) -> list[ProjectionStatus]:
         """Position, head and lag of each projection. Lag in seconds is the age of the oldest
@@ -98,7 +116,7 @@ class Container:
         head = self.source.head()
         positions = tracking.read_all(self.engine)
         out = []
-        for name in self.projections:
+        for name in self.projection_names:
             position = positions[name].position if name in positions else 0
             lag_seconds = 0.0
             if position < head:
@@ -133,6 +151,8 @@ class Container:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.stop()
+        if self.vector_projection is not None:
+            self.vector_projection.index.close()
         self.app.close()
         self.engine.dispose()
 
@@ -143,6 +163,44 @@ def _epoch(value) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()
+
+
+_embedders: dict[str | None, Any] = {}
+_embedders_lock = threading.Lock()
+
+
+def _shared_embedder(model_path: str | None):
+    """One model per process and path: it is ~90 MB and takes seconds to load (lazily, on first use)."""
+    from projections.vectors.embedder import Embedder
+
+    with _embedders_lock:
+        if model_path not in _embedders:
+            _embedders[model_path] = Embedder(model_path)
+        return _embedders[model_path]
+
+
+def _wire_search(container: Container) -> None:
+    """Vector index (Qdrant server or in-process qdrant-edge), embedder, vector projection, search."""
+    from projections.keyword_search import KeywordSearch
+
+    settings = container.settings
+    if settings.qdrant_url:
+        from projections.vectors.qdrant_server import QdrantServerIndex
+
+        index = QdrantServerIndex.from_url(settings.qdrant_url, collection=settings.qdrant_collection)
+    else:
+        from projections.vectors.qdrant_edge import QdrantEdgeIndex
+
+        index = QdrantEdgeIndex(settings.data_dir / "vectors")
+    try:
+        index.ensure_ready()
+    except VectorIndexUnavailable:  # a Qdrant outage must not stop commands; the projection retries
+        pass
+    embedder = _shared_embedder(settings.model_path)
+    with schema_lock(settings.event_store_url):
+        tracking.ensure(container.engine, VectorProjection.name)
+    container.vector_projection = VectorProjection(container.engine, index, embedder, container.catalogue)
+    container.search = SearchService(container.catalogue, KeywordSearch(container.engine), index, embedder)
 
 
 def build(settings: Settings | None = None) -> Container:
@@ -156,6 +214,8 @@ def build(settings: Settings | None = None) -> Container:
         for name in projections:
             tracking.ensure(engine, name)
     container = Container(settings, app, engine, projections, ApplicationEventSource(app))
+    if settings.vectors_enabled:
+        _wire_search(container)
     if settings.run_projections_inprocess:
         container.runner = ProjectionRunner(container.catch_up_jobs(), settings.projection_poll_seconds)
         app.add_commit_listener(container.runner.wake)

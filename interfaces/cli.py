@@ -76,10 +76,10 @@ def projections_rebuild(name: str | None, all_: bool) -> None:
 
     container = _container()
     try:
-        names = list(container.projections) if all_ else [name] if name else []
-        unknown = [n for n in names if n not in container.projections]
+        names = container.projection_names if all_ else [name] if name else []
+        unknown = [n for n in names if n not in container.projection_names]
         if not names or unknown:
-            raise click.UsageError(f"name one of {', '.join(container.projections)} or pass --all")
+            raise click.UsageError(f"name one of {', '.join(container.projection_names)} or pass --all")
         head = container.source.head()
         for n in names:
             started = time.perf_counter()

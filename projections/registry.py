@@ -7,6 +7,7 @@ from projections.catalogue import Catalogue
 from projections.label_history import LabelHistory
 from projections.memberships import Memberships
 from projections.sessions import Sessions
+import projections.keyword_search  # noqa: F401  (registers the full-text DDL on rm_prompts)
 from projections.versions import VersionHistory
 
 SQL_PROJECTIONS = (Catalogue, VersionHistory, LabelHistory, Memberships, ApiKeys, AuditLog, Sessions)

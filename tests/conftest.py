@@ -93,7 +93,7 @@ def make_settings(backend, tmp_path) -> Iterator:
     schemas: list[PostgresSchema] = []
 
     def factory(**overrides) -> Settings:
-        base = {"data_dir": tmp_path, "inprocess_projections": False, "env": "test"}
+        base = {"data_dir": tmp_path, "inprocess_projections": False, "env": "test", "vectors_enabled": False}
         if backend == "sqlite":
             base.update(event_store_url=f"sqlite:///{tmp_path}/events.db",
                         read_model_url=f"sqlite:///{tmp_path}/readmodels.db")

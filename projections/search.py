@@ -1,0 +1,107 @@
+"""Search queries: semantic (vectors), keyword (full text) and hybrid (reciprocal-rank fusion)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from projections.catalogue import Catalogue
+from projections.keyword_search import KeywordSearch
+from projections.vectors.embedder import Embedder
+from projections.vectors.index import VectorIndex, VectorIndexUnavailable
+
+Mode = Literal["semantic", "keyword", "hybrid"]
+#: Standard RRF constant (Cormack et al. 2009): damps the weight of top ranks.
+RRF_K = 60
+#: How many candidates each ranking contributes to the fusion.
+CANDIDATES = 50
+
+
+class SemanticSearchUnavailable(Exception):
+    """The vector index cannot be reached (semantic mode answers 503)."""
+
+
+@dataclass
+class SearchResult:
+    prompt_id: str
+    score: float
+    row: dict[str, Any]
+    ranks: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResponse:
+    mode: Mode
+    results: list[SearchResult]
+    degraded: bool = False
+    notice: str | None = None
+
+
+def rrf(rankings: dict[str, Sequence[str]], k: int = RRF_K) -> list[tuple[str, float, dict[str, int]]]:
+    """Reciprocal-rank fusion: score(d) = Σ 1 / (k + rank_i(d)), ranks starting at 1."""
+    scores: dict[str, float] = {}
+    ranks: dict[str, dict[str, int]] = {}
+    for source, ids in rankings.items():
+        for rank, doc in enumerate(ids, start=1):
+            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
+            ranks.setdefault(doc, {})[source] = rank
+    return sorted(((d, s, ranks[d]) for d, s in scores.items()), key=lambda x: (-x[1], x[0]))
+
+
+class SearchService:
+    def __init__(self, catalogue: Catalogue, keyword: KeywordSearch, index: VectorIndex, embedder: Embedder,
+                 observe: Callable[[str, float], None] | None = None):
+        self.catalogue = catalogue
+        self.keyword = keyword
+        self.index = index
+        self.embedder = embedder
+        self.observe = observe
+
+    def search(self, org_id: str, query: str, mode: Mode = "hybrid", limit: int = 10, *, tags: Sequence[str] = (),
+               label: str | None = None, include_archived: bool = False) -> SearchResponse:
+        started = time.perf_counter()
+        try:
+            return self._search(str(org_id), query, mode, limit, tags, label, include_archived)
+        finally:
+            if self.observe:
+                self.observe(mode, time.perf_counter() - started)
+
+    def _search(self, org_id, query, mode, limit, tags, label, include_archived) -> SearchResponse:
+        filters = {"tags": tags, "label": label, "include_archived": include_archived}
+        if mode == "keyword":
+            hits = self.keyword.search(org_id, query, limit, **filters)
+            return SearchResponse(mode, [SearchResult(h.prompt_id, h.score, h.row, {"keyword": i})
+                                         for i, h in enumerate(hits, 1)])
+        try:
+            dense = self.index.search(org_id, self.embedder.embed_query(query), CANDIDATES if mode == "hybrid" else limit,
+                                      **filters)
+        except VectorIndexUnavailable:
+            if mode == "semantic":
+                raise SemanticSearchUnavailable("the vector index is unreachable") from None
+            hits = self.keyword.search(org_id, query, limit, **filters)
+            return SearchResponse(mode, [SearchResult(h.prompt_id, h.score, h.row, {"keyword": i})
+                                         for i, h in enumerate(hits, 1)], degraded=True,
+                                  notice="vector index unreachable: keyword results only")
+        if mode == "semantic":
+            return SearchResponse(mode, self._with_rows(org_id, [(h.prompt_id, h.score, {"semantic": i})
+                                                                 for i, h in enumerate(dense, 1)]))
+        keyword = self.keyword.search(org_id, query, CANDIDATES, **filters)
+        fused = rrf({"semantic": [h.prompt_id for h in dense], "keyword": [h.prompt_id for h in keyword]})[:limit]
+        return SearchResponse(mode, self._with_rows(org_id, fused))
+
+    def similar(self, org_id: str, prompt_id: str, limit: int = 10) -> list[SearchResult] | None:
+        """Nearest prompts to one prompt (itself excluded); None when it has no vector yet."""
+        vector = self.index.retrieve_vector(str(org_id), str(prompt_id))
+        if vector is None:
+            return None
+        hits = self.index.search(str(org_id), vector, limit, exclude_ids=[str(prompt_id)])
+        return self._with_rows(org_id, [(h.prompt_id, h.score, {"semantic": i}) for i, h in enumerate(hits, 1)])
+
+    def _with_rows(self, org_id: str, scored) -> list[SearchResult]:
+        out = []
+        for prompt_id, score, ranks in scored:
+            row = self.catalogue.get(org_id, prompt_id)  # tenant-scoped read; skips vanished rows
+            if row is not None:
+                out.append(SearchResult(prompt_id, score, row, ranks))
+        return out
