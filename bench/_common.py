@@ -191,7 +191,7 @@ class BenchDatabase:
         from interfaces.settings import Settings
 
         base = dict(
-            env="test", data_dir=data_dir, inprocess_projections=False, db_pool_size=pool_size,
+            env="test", data_dir=data_dir, inprocess_projections=False, vectors_enabled=False, db_pool_size=pool_size,
             event_store_url=self.event_store_url(schema), read_model_url=self.read_model_url(schema),
         )
         base.update(overrides)
@@ -202,7 +202,7 @@ def sqlite_settings(data_dir: Path, **overrides):
     from interfaces.settings import Settings
 
     base = dict(
-        env="test", data_dir=data_dir, inprocess_projections=False,
+        env="test", data_dir=data_dir, inprocess_projections=False, vectors_enabled=False,
         event_store_url=f"sqlite:///{data_dir}/events.db", read_model_url=f"sqlite:///{data_dir}/readmodels.db",
     )
     base.update(overrides)

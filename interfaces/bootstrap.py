@@ -3,6 +3,7 @@
 Everything is wired here and only here; tests build a Container with their own Settings."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,9 +28,11 @@ from projections.sessions import Sessions
 from projections.search import SearchService
 from projections.source import ApplicationEventSource
 from projections.vector_projection import VectorProjection
-from projections.vectors.index import VectorIndexUnavailable
+from projections.vectors.index import VectorIndexError, VectorIndexUnavailable
 from projections.versions import VersionHistory
 from workers.runner import ProjectionRunner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,9 +102,11 @@ class Container:
             return self.vector_projection.catch_up(self.source, min(batch, 256), progress)
         return catchup.catch_up(self.projections[name], self.source, batch, progress)
 
-    def catch_up_jobs(self):
+    def catch_up_jobs(self, sql: bool = True, vectors: bool = True):
         batch = self.settings.projection_batch_size
-        return [lambda n=n: self._catch_up_one(n, batch) for n in self.projection_names]
+        names = (list(self.projections) if sql else []) + (
+            [VectorProjection.name] if vectors and self.vector_projection else [])
+        return [lambda n=n: self._catch_up_one(n, batch) for n in names]
 
     def rebuild(self, name: str, progress=None) -> int:
         if name == VectorProjection.name and self.vector_projection is not None:
@@ -116,7 +121,8 @@ class Container:
         head = self.source.head()
         positions = tracking.read_all(self.engine)
         out = []
-        for name in self.projection_names:
+        names = self.projection_names + [n for n in sorted(positions) if n not in self.projection_names]
+        for name in names:
             position = positions[name].position if name in positions else 0
             lag_seconds = 0.0
             if position < head:
@@ -196,6 +202,11 @@ def _wire_search(container: Container) -> None:
         index.ensure_ready()
     except VectorIndexUnavailable:  # a Qdrant outage must not stop commands; the projection retries
         pass
+    except VectorIndexError as exc:  # e.g. the embedded shard is held by another process
+        log.warning("vector index not opened (%s); semantic search disabled in this process", exc)
+        container.search = SearchService(container.catalogue, KeywordSearch(container.engine), None, None)
+        container.extras["vectors_error"] = str(exc)
+        return
     embedder = _shared_embedder(settings.model_path)
     with schema_lock(settings.event_store_url):
         tracking.ensure(container.engine, VectorProjection.name)
@@ -203,7 +214,9 @@ def _wire_search(container: Container) -> None:
     container.search = SearchService(container.catalogue, KeywordSearch(container.engine), index, embedder)
 
 
-def build(settings: Settings | None = None) -> Container:
+def build(settings: Settings | None = None, *, vectors: bool | None = None) -> Container:
+    """Wire a container. `vectors=False` leaves the vector index closed (CLI, and workers when the
+    index is the single-process embedded engine, which the API process owns)."""
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.read_model_url, pool_size=settings.db_pool_size)
@@ -214,10 +227,14 @@ def build(settings: Settings | None = None) -> Container:
         for name in projections:
             tracking.ensure(engine, name)
     container = Container(settings, app, engine, projections, ApplicationEventSource(app))
-    if settings.vectors_enabled:
+    if settings.vectors_enabled if vectors is None else vectors:
         _wire_search(container)
     if settings.run_projections_inprocess:
         container.runner = ProjectionRunner(container.catch_up_jobs(), settings.projection_poll_seconds)
+        app.add_commit_listener(container.runner.wake)
+    elif container.vector_projection is not None and not settings.qdrant_url:
+        # The embedded vector engine is single-process: the process that opened it projects into it.
+        container.runner = ProjectionRunner(container.catch_up_jobs(sql=False), settings.projection_poll_seconds)
         app.add_commit_listener(container.runner.wake)
     if settings.redis_url:
         from workers.broker import Nudger, make_broker

@@ -11,10 +11,12 @@ import click
 from interfaces.settings import Settings
 
 
-def _container(inprocess: bool = False):
+def _container(vectors: bool = False):
+    """A container for one-shot commands: projections driven synchronously, no background runner;
+    the vector index is opened only when the command needs it (the embedded engine is single-process)."""
     from interfaces.bootstrap import build
 
-    return build(Settings(inprocess_projections=inprocess))
+    return build(Settings(inprocess_projections=False), vectors=vectors)
 
 
 @click.group()
@@ -30,7 +32,11 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP API (embedded default: SQLite under ./var, projections in-process)."""
     import uvicorn
 
-    Settings()  # fail fast on invalid configuration, before forking workers
+    settings = Settings()  # fail fast on invalid configuration, before forking workers
+    if workers > 1 and settings.vectors_enabled and not settings.qdrant_url:
+        raise click.UsageError(
+            "the embedded vector engine is single-process: use --workers 1, set PROMPTFORGE_QDRANT_URL "
+            "to a Qdrant server, or PROMPTFORGE_VECTORS_ENABLED=false")
     uvicorn.run("interfaces.http.app:create_app", factory=True, host=host, port=port, workers=workers,
                 loop="auto", http="auto", proxy_headers=True, log_level="info")
 
@@ -74,8 +80,12 @@ def projections_rebuild(name: str | None, all_: bool) -> None:
     """Reset a projection (or --all) and replay it from position zero."""
     from tqdm import tqdm
 
-    container = _container()
+    container = _container(vectors=all_ or name == "vectors")
     try:
+        if (all_ or name == "vectors") and "vectors_error" in container.extras:
+            raise click.ClickException(
+                f"cannot open the vector index ({container.extras['vectors_error']}): stop the API first, "
+                "or rebuild the SQL projections by name")
         names = container.projection_names if all_ else [name] if name else []
         unknown = [n for n in names if n not in container.projection_names]
         if not names or unknown:

@@ -50,7 +50,8 @@ def rrf(rankings: dict[str, Sequence[str]], k: int = RRF_K) -> list[tuple[str, f
 
 
 class SearchService:
-    def __init__(self, catalogue: Catalogue, keyword: KeywordSearch, index: VectorIndex, embedder: Embedder,
+    def __init__(self, catalogue: Catalogue, keyword: KeywordSearch, index: VectorIndex | None,
+                 embedder: Embedder | None,
                  observe: Callable[[str, float], None] | None = None):
         self.catalogue = catalogue
         self.keyword = keyword
@@ -74,6 +75,8 @@ class SearchService:
             return SearchResponse(mode, [SearchResult(h.prompt_id, h.score, h.row, {"keyword": i})
                                          for i, h in enumerate(hits, 1)])
         try:
+            if self.index is None or self.embedder is None:
+                raise VectorIndexUnavailable("no vector index in this process")
             dense = self.index.search(org_id, self.embedder.embed_query(query), CANDIDATES if mode == "hybrid" else limit,
                                       **filters)
         except VectorIndexUnavailable:
@@ -92,6 +95,14 @@ class SearchService:
 
     def similar(self, org_id: str, prompt_id: str, limit: int = 10) -> list[SearchResult] | None:
         """Nearest prompts to one prompt (itself excluded); None when it has no vector yet."""
+        if self.index is None:
+            raise SemanticSearchUnavailable("no vector index in this process")
+        try:
+            return self._similar(org_id, prompt_id, limit)
+        except VectorIndexUnavailable:
+            raise SemanticSearchUnavailable("the vector index is unreachable") from None
+
+    def _similar(self, org_id: str, prompt_id: str, limit: int) -> list[SearchResult] | None:
         vector = self.index.retrieve_vector(str(org_id), str(prompt_id))
         if vector is None:
             return None

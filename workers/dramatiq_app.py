@@ -26,7 +26,10 @@ def container():
         if _container is None:
             from interfaces.bootstrap import build
 
-            _container = build(settings.model_copy(update={"inprocess_projections": False}))
+            # The embedded vector engine belongs to the API process; workers project vectors only
+            # into a Qdrant server (adr/0005).
+            _container = build(settings.model_copy(update={"inprocess_projections": False}),
+                               vectors=settings.vectors_enabled and bool(settings.qdrant_url))
         return _container
 
 

@@ -23,7 +23,8 @@ def run_poll_loop(settings: Settings) -> int:
     """Without Redis: the in-process runner in the foreground, polling the log."""
     from interfaces.bootstrap import build
 
-    container = build(settings.model_copy(update={"inprocess_projections": True}))
+    container = build(settings.model_copy(update={"inprocess_projections": True}),
+                      vectors=settings.vectors_enabled and bool(settings.qdrant_url))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,0 +1,488 @@
+"""Projection rebuild throughput on Postgres, side by side with the raw log-read ceiling.
+
+1. Builds an event log of at least --events events (default 100,000) in a dedicated database,
+   only through the application's commands: users registered and logged in (sessions), PRO
+   organisations with members and API keys, then many threads each working in its own org:
+   `create_prompt` (3 events), `revise_prompt` and `move_label` (1 event each).
+   With --keep the database stays; --reuse then skips generation when the log is big enough.
+2. Each round ("repetition") measures, one after the other:
+   - the ceiling: reading the whole log with `container.source.read(after, batch)` (records
+     decoded into domain events), and the same read without decoding
+     (`recorder.select_notifications`), to split database time from decoding time;
+   - `container.rebuild(name)` of every SQL projection (reset + replay from zero, batches of
+     Settings.projection_batch_size, one read-model transaction per batch), exactly what
+     `promptforge projections rebuild NAME` runs;
+   - all projections: sequentially (the sum of the round's individual rebuilds, which is what
+     `projections rebuild --all` runs), and with --concurrent also all at once, one thread each.
+Rates are log events per second of wall time (every rebuild reads the whole log, whether or not
+the projection handles an event), as median and spread over the rounds, and as a fraction of
+the decoded-read ceiling of the same round.
+
+Usage: .venv/bin/python bench/rebuild_throughput.py [--events 100000] [--reps 3] [--threads 8]
+       [--orgs 8] [--batch 500] [--concurrent] [--db promptforge_bench_rebuild] [--keep] [--reuse]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+from sqlalchemy import event as sa_event
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    STATS_HEADERS, BenchDatabase, CpuMeter, Stats, machine_facts, markdown_table, num, pct, run_threads,
+    write_results,
+)
+from application import Principal  # noqa: E402
+from interfaces.bootstrap import Container, build  # noqa: E402
+from projections import catchup  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "rebuild_throughput.md"
+SCHEMA = "rebuild"
+PASSWORD = "bench-password-0123456789"
+
+
+def _template(seed: int, version: int) -> str:
+    return (f"You are {{{{role}}}}, revision {version} of prompt {seed}. Answer the user's question "
+            f"{{{{question}}}} in at most {{{{max_words}}}} words, citing sources where possible.")
+
+
+# -- generating the log through the commands ----------------------------------------------------
+def generate(container: Container, target: int, threads: int, n_orgs: int, seed: int = 7) -> dict[str, object]:
+    """Drive the real commands until the log holds at least `target` events."""
+    app = container.app
+    started = time.perf_counter()
+    rid = iter(range(10**9))
+    users = {}
+    for role in ("owner", "admin", "developer", "reviewer"):
+        users[role], _ = app.register_user(f"{role}@rebuild.bench", PASSWORD, f"Bench {role}", "bench-setup")
+    owner = Principal.user(users["owner"])
+    orgs: list[UUID] = []
+    for i in range(n_orgs):
+        org = app.create_organisation(owner, f"Rebuild Org {i}", "bench-setup").id
+        app.change_plan(owner, org, "PRO", "bench-setup")
+        for role in ("admin", "developer", "reviewer"):
+            app.add_member(owner, org, role, "bench-setup", user_id=users[role])
+        keys = [app.issue_api_key(owner, org, f"key {k}", ["prompts:read", "prompts:write"], "bench-setup").id
+                for k in range(3)]
+        app.revoke_api_key(owner, org, keys[0], "bench-setup")
+        if i % 2:
+            app.change_member_role(owner, org, users["reviewer"], "viewer", "bench-setup")
+        orgs.append(org)
+    for role in ("owner", "developer"):  # sessions: each login costs an argon2 verify (~110 ms)
+        for _ in range(2):
+            grant = app.login(f"{role}@rebuild.bench", PASSWORD, "bench/1.0", "bench-setup")
+            app.refresh_session(grant.session_id, grant.generation, "bench-setup")
+    setup_s = time.perf_counter() - started
+
+    head0 = app.recorder.max_notification_id() or 0
+    per_thread = int(max(0, target - head0) * 1.02) // threads + 1  # margin: a few label moves are no-ops
+    done = Counter()
+    lock = threading.Lock()
+    actors = [owner, Principal.user(users["admin"]), Principal.user(users["developer"])]
+
+    def worker(i: int):
+        def work():
+            rng = random.Random(seed * 1000 + i)
+            org = orgs[i % n_orgs]
+            mine: list[list] = []  # [prompt_id, latest version, staging version]
+            events = k = 0
+            cursor = 0
+            while events < per_thread:
+                k += 1
+                principal = actors[k % len(actors)]
+                op = rng.choices(("create", "revise", "label"), (55, 32, 13))[0] if len(mine) > 20 else "create"
+                request_id = f"bench-gen-{i}-{k}"
+                if op == "create":
+                    n = len(mine)
+                    result = app.create_prompt(
+                        principal, org, name=f"prompt {i}-{n}", template=_template(n, 1),
+                        tags=["bench", f"t{n % 11}", f"team-{i}"], model_config={"model": "gpt-4o-mini", "temperature": 0.2},
+                        message="initial", request_id=request_id,
+                    )
+                    mine.append([result.id, 1, 0])
+                    events += 3
+                    continue
+                p = mine[cursor % len(mine)]
+                cursor += 1
+                if op == "revise":
+                    app.revise_prompt(principal, org, p[0], base_version=p[1], request_id=request_id,
+                                      template=_template(k, p[1] + 1), message=f"revision {p[1] + 1}")
+                    p[1] += 1
+                else:
+                    label = "production" if principal is owner and rng.random() < 0.5 else "staging"
+                    if label == "staging":
+                        target_v = p[1] if p[2] != p[1] else max(1, p[1] - 1)
+                        if target_v == p[2]:
+                            continue
+                        app.move_label(principal, org, p[0], "staging", target_v, request_id, expected_version=p[2])
+                        p[2] = target_v
+                    else:
+                        app.move_label(principal, org, p[0], "production", p[1], request_id)
+                events += 1
+                with lock:
+                    done[op] += 1
+            with lock:
+                done["create"] += len(mine)
+        return work
+
+    stop = threading.Event()
+
+    def report():
+        while not stop.wait(15):
+            head = app.recorder.max_notification_id() or 0
+            print(f"  generating: {head:,} events ({time.perf_counter() - started:.0f}s)", flush=True)
+
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
+    run = run_threads([worker(i) for i in range(threads)])
+    stop.set()
+    if run.errors:
+        raise RuntimeError(f"generation failed: {run.errors[:3]}")
+    head = app.recorder.max_notification_id() or 0
+    return {"setup_s": setup_s, "gen_s": run.wall, "events": head - head0, "commands": dict(done),
+            "commands_per_s": sum(done.values()) / run.wall, "events_per_s": (head - head0) / run.wall}
+
+
+def event_mix(container: Container, batch: int) -> Counter:
+    counts: Counter[str] = Counter()
+    after = 0
+    while True:
+        page = container.source.read(after, batch)
+        if not page:
+            return counts
+        for env in page:
+            counts[type(env.event).__qualname__] += 1
+        after = page[-1].position
+
+
+# -- measurements -----------------------------------------------------------------------------
+def read_decoded(container: Container, batch: int) -> tuple[int, CpuMeter]:
+    n = after = 0
+    with CpuMeter() as meter:
+        while True:
+            page = container.source.read(after, batch)
+            if not page:
+                break
+            n += len(page)
+            after = page[-1].position
+    return n, meter
+
+
+def read_raw(container: Container, batch: int) -> tuple[int, CpuMeter]:
+    recorder = container.app.recorder
+    n = after = 0
+    with CpuMeter() as meter:
+        while True:
+            page = recorder.select_notifications(after, batch, inclusive_of_start=False)
+            if not page:
+                break
+            n += len(page)
+            after = page[-1].id
+    return n, meter
+
+
+@dataclass
+class RebuildTiming:
+    applied: int
+    meter: CpuMeter
+    read_s: float  # source.read: select + decode, summed over the batches
+    apply_s: float  # the projection's handlers: the SQL statements that fold events into rows
+    statements: int  # SQL statements sent by the read-model engine (an executemany counts once)
+
+    @property
+    def other_s(self) -> float:
+        """Reset, transactions (begin, tracking claim, commit)."""
+        return max(0.0, self.meter.wall - self.read_s - self.apply_s)
+
+
+def rebuild(container: Container, name: str) -> RebuildTiming:
+    """`container.rebuild(name)`, with the time split into reading the log, applying events and
+    the rest. The split is measured by wrapping this container's source and projection instance."""
+    projection = container.projections[name]
+    source = container.source
+    clock = {"read": 0.0, "apply": 0.0, "statements": 0}
+    read, apply = source.read, projection.apply
+
+    def timed_read(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return read(*a, **kw)
+        finally:
+            clock["read"] += time.perf_counter() - t
+
+    def timed_apply(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return apply(*a, **kw)
+        finally:
+            clock["apply"] += time.perf_counter() - t
+
+    def count(*_a, **_kw):
+        clock["statements"] += 1
+
+    source.read, projection.apply = timed_read, timed_apply
+    sa_event.listen(container.engine, "before_cursor_execute", count)
+    try:
+        with CpuMeter() as meter:
+            applied = container.rebuild(name)
+    finally:
+        del source.read, projection.apply  # back to the class methods
+        sa_event.remove(container.engine, "before_cursor_execute", count)
+    return RebuildTiming(applied, meter, clock["read"], clock["apply"], clock["statements"])
+
+
+WRITE_TABLE = "bench_write_ceiling"
+
+
+def write_ceiling(container: Container, rows: int, batch: int, many: bool) -> tuple[float, CpuMeter]:
+    """Rows/s written through the read-model engine into a scratch table shaped like an audit row,
+    `batch` rows per transaction: one INSERT statement per row (how the projections fold), or one
+    executemany per transaction (what batching the folds could reach)."""
+    from sqlalchemy import JSON, BigInteger, Column, DateTime, MetaData, String, Table, insert
+
+    table = Table(WRITE_TABLE, MetaData(), Column("position", BigInteger, primary_key=True),
+                  Column("org_id", String(36), nullable=False), Column("actor", String(80), nullable=False),
+                  Column("at", DateTime(timezone=True), nullable=False), Column("details", JSON, nullable=False))
+    table.create(container.engine, checkfirst=True)
+    with container.engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {WRITE_TABLE}")
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    org = str(UUID(int=1))
+    with CpuMeter() as meter:
+        for start in range(0, rows, batch):
+            values = [{"position": p, "org_id": org, "actor": "user:bench", "at": now, "details": {"n": p}}
+                      for p in range(start, min(rows, start + batch))]
+            with container.engine.begin() as conn:
+                if many:
+                    conn.execute(insert(table), values)
+                else:
+                    for v in values:
+                        conn.execute(insert(table).values(**v))
+    return rows / meter.wall, meter
+
+
+def set_fts_index(container: Container, present: bool) -> float:
+    """Drop or (re)create the catalogue's Postgres full-text GIN index (bench-only variant)."""
+    from projections.keyword_search import _PG_DDL
+
+    t = time.perf_counter()
+    with container.engine.begin() as conn:
+        if present:
+            for ddl in _PG_DDL:
+                conn.exec_driver_sql(ddl)
+        else:
+            conn.exec_driver_sql("DROP INDEX IF EXISTS ix_rm_prompts_fts")
+    return time.perf_counter() - t
+
+
+def rebuild_concurrently(container: Container, names: list[str]):
+    def job(name: str):
+        return lambda: container.rebuild(name)
+    return run_threads([job(n) for n in names])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="minimum size of the log")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=8, help="threads generating the log")
+    parser.add_argument("--orgs", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=500, help="projection_batch_size (Settings default 500)")
+    parser.add_argument("--projections", nargs="+", help="only these projections (default: all SQL ones)")
+    parser.add_argument("--concurrent", action="store_true", help="also rebuild all projections at once")
+    parser.add_argument("--no-fts-variant", action="store_true",
+                        help="skip the catalogue rebuild without its full-text GIN index")
+    parser.add_argument("--write-rows", type=int, default=5000,
+                        help="rows per run of the SQL write ceiling (0 = skip)")
+    parser.add_argument("--gen-cache", type=int, default=1000,
+                        help="AGGREGATE_CACHE_MAXSIZE while generating (faster, same events); 0 = off")
+    parser.add_argument("--generate-only", action="store_true", help="build the log (use with --keep) and stop")
+    parser.add_argument("--db", default="promptforge_bench_rebuild")
+    parser.add_argument("--keep", action="store_true", help="leave the database (and its log) in place")
+    parser.add_argument("--reuse", action="store_true", help="reuse the kept database's log when big enough")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="pf-rebuild-"))
+    started_all = time.perf_counter()
+    with BenchDatabase(args.db, keep=args.keep, reuse=args.reuse) as db:
+        facts = machine_facts(db.url)
+        reused = db.existed and db.has_schema(SCHEMA)
+        db.create_schema(SCHEMA)
+        settings = db.settings(SCHEMA, tmp, pool_size=max(args.threads, 8), projection_batch_size=args.batch)
+        gen = None
+        container = build(settings)
+        head = container.source.head()
+        if head < args.events:
+            container.close()
+            print(f"generating a log of >= {args.events:,} events (existing: {head:,})", flush=True)
+            if args.gen_cache:
+                os.environ["AGGREGATE_CACHE_MAXSIZE"] = str(args.gen_cache)
+            try:
+                generator = build(settings)
+            finally:
+                os.environ.pop("AGGREGATE_CACHE_MAXSIZE", None)
+            gen = generate(generator, args.events - head, args.threads, args.orgs)
+            generator.close()
+            reused = False
+            container = build(settings)
+        head = container.source.head()
+        print(f"log: {head:,} events{' (reused)' if reused else ''}", flush=True)
+        if gen:
+            print(f"generated {gen['events']:,} events in {gen['gen_s']:.0f}s "
+                  f"({num(gen['events_per_s'])} events/s, {num(gen['commands_per_s'])} commands/s)", flush=True)
+        if args.generate_only:
+            container.close()
+            return 0
+        mix = event_mix(container, args.batch)
+        names = args.projections or list(container.projections)
+        fts_variant = not args.no_fts_variant and "catalogue" in names
+
+        read_decoded(container, args.batch)  # warm-up: the log into shared buffers / page cache
+        keys = ["read", "raw", "write_one", "write_many", *names, *(["catalogue_nofts"] if fts_variant else []), "all_seq", "all_conc"]
+        rates: dict[str, list[float]] = {k: [] for k in keys}
+        cores: dict[str, list[float]] = {k: [] for k in keys}
+        ratios: dict[str, list[float]] = {k: [] for k in keys}
+        splits: dict[str, list[tuple[float, float, float]]] = {k: [] for k in keys}
+        statements: dict[str, int] = {}
+        mismatches: list[str] = []
+        for rep in range(args.reps):
+            t0 = time.perf_counter()
+            n, m = read_decoded(container, args.batch)
+            ceiling = n / m.wall
+            rates["read"].append(ceiling)
+            cores["read"].append(m.client_cores)
+            n, m = read_raw(container, args.batch)
+            rates["raw"].append(n / m.wall)
+            cores["raw"].append(m.client_cores)
+            if args.write_rows:
+                rate, m = write_ceiling(container, args.write_rows, args.batch, many=False)
+                rates["write_one"].append(rate)
+                cores["write_one"].append(m.client_cores)
+                rate, m = write_ceiling(container, args.write_rows, args.batch, many=True)
+                rates["write_many"].append(rate)
+                cores["write_many"].append(m.client_cores)
+            total = 0.0
+            for name in names:
+                r = rebuild(container, name)
+                if r.applied != head:
+                    mismatches.append(f"{name}: applied {r.applied} of {head}")
+                rates[name].append(head / r.meter.wall)
+                cores[name].append(r.meter.client_cores)
+                splits[name].append((r.read_s / r.meter.wall, r.apply_s / r.meter.wall, r.other_s / r.meter.wall))
+                statements[name] = r.statements
+                total += r.meter.wall
+            rates["all_seq"].append(head / total)
+            if fts_variant:  # the same catalogue rebuild without the full-text GIN index, then put it back
+                set_fts_index(container, False)
+                try:
+                    r = rebuild(container, "catalogue")
+                finally:
+                    recreate_s = set_fts_index(container, True)
+                rates["catalogue_nofts"].append(head / r.meter.wall)
+                cores["catalogue_nofts"].append(r.meter.client_cores)
+                splits["catalogue_nofts"].append((r.read_s / r.meter.wall, r.apply_s / r.meter.wall,
+                                                  r.other_s / r.meter.wall))
+                statements["catalogue_nofts"] = r.statements
+            if args.concurrent:
+                run = rebuild_concurrently(container, names)
+                mismatches.extend(run.errors)
+                rates["all_conc"].append(head / run.wall)
+                cores["all_conc"].append(run.client_cores)
+            for key, values in rates.items():
+                if values and len(values) == rep + 1:
+                    ratios[key].append(values[-1] / ceiling)
+            line = ", ".join(f"{k}: {num(v[-1])}" for k, v in rates.items() if v)
+            print(f"round {rep + 1}/{args.reps} ({time.perf_counter() - t0:.0f}s): {line}", flush=True)
+        status = {s.name: s.position for s in container.status()}
+        container.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    total_s = time.perf_counter() - started_all
+
+    # -- report -----------------------------------------------------------------------------------
+    labels = {
+        "read": "**ceiling**: read the log, decoded (`source.read`)",
+        "raw": "read the log, not decoded (`select_notifications`)",
+        "write_one": f"SQL write ceiling: 1-row INSERT statements, {args.batch} per transaction (rows/s)",
+        "write_many": f"SQL write ceiling: one executemany of {args.batch} rows per transaction (rows/s)",
+        **{n: f"rebuild `{n}`" for n in names},
+        "catalogue_nofts": "rebuild `catalogue` without the full-text GIN index (variant)",
+        "all_seq": "all projections, sequential (= `rebuild --all`: sum of the round's rebuilds)",
+        "all_conc": f"all projections at once ({len(names)} threads)",
+    }
+    rows = []
+    for key, label in labels.items():
+        if not rates[key]:
+            continue
+        st = Stats.of(rates[key])
+        c = num(Stats.of(cores[key]).median) if cores[key] else "–"
+        if splits[key]:
+            split = " / ".join(f"{100 * Stats.of([x[i] for x in splits[key]]).median:.0f}" for i in range(3))
+            per_event = num(statements[key] / head)
+        else:
+            split, per_event = "–", "–"
+        rows.append([label, *st.cells(), f"{st.spread_pct:.0f}%", num(head / st.median),
+                     pct(Stats.of(ratios[key]).median), split, per_event, c])
+    table = markdown_table(["what (log events/s)", *STATS_HEADERS, "p90−p10 / median", "median s",
+                            "fraction of decoded read", "% read / apply / other", "SQL statements per log event",
+                            "client CPU (cores)"], rows)
+    mix_rows = [[k, f"{v:,}", pct(v / head)] for k, v in mix.most_common()]
+    gen_line = (
+        f"generated in this run through the commands with {args.threads} threads in {args.orgs} orgs: "
+        f"{gen['events']:,} events from {sum(gen['commands'].values()):,} commands "
+        f"({', '.join(f'{k} {v:,}' for k, v in gen['commands'].items())}) in {gen['gen_s']:.0f} s "
+        f"({num(gen['commands_per_s'])} commands/s, {num(gen['events_per_s'])} events/s; aggregate cache "
+        f"{args.gen_cache or 'off'}), after {gen['setup_s']:.1f} s of setup (argon2 registrations and logins)"
+        if gen else "reused from an earlier run of this script (--keep, then --reuse), generated through the "
+        "commands the same way"
+    )
+    text = "\n".join([
+        "# Projection rebuild throughput on Postgres vs. reading the log (same run)",
+        "",
+        *[f"- {f}" for f in facts],
+        f"- log: {head:,} events, {gen_line}.",
+        f"- {args.reps} rounds; projection batch size {args.batch}; each round: decoded read, raw read, every "
+        f"rebuild in the table's order{', the catalogue without its FTS index' if fts_variant else ''}"
+        f"{', then all at once' if args.concurrent else ''}. Whole run: {total_s / 60:.1f} min.",
+        *([f"- PROBLEMS: {'; '.join(mismatches[:5])}"] if mismatches else []),
+        "",
+        "## Throughput",
+        "",
+        table,
+        "",
+        "`log events/s` = events in the log / wall seconds of the whole rebuild (reset + replay; every rebuild "
+        "reads the whole log). `% read / apply / other`: share of the rebuild's wall time spent in "
+        "`source.read` (select + decode), in the projection's handlers (SQL that folds events into rows), and "
+        "in the rest (reset, begin, tracking claim, commit). `SQL statements`: statements the read-model engine "
+        "sent (an executemany counts once). `client CPU (cores)`: CPU seconds of the benchmark process per wall "
+        "second; Postgres runs on the same 2 cores.",
+        "",
+        "## The log",
+        "",
+        markdown_table(["event", "count", "share"], mix_rows),
+        "",
+        f"Projection positions at the end: {', '.join(f'{k} {v:,}' for k, v in status.items())}.",
+        "",
+    ])
+    print("\n" + text)
+    write_results(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
