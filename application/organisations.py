@@ -6,7 +6,7 @@ from uuid import UUID
 from application.base import BaseApp
 from application.principal import Principal
 from application.results import CommandResult
-from domain.errors import Invalid, NotFound
+from domain.errors import Forbidden, Invalid, NotFound
 from domain.organisation import Organisation
 from domain.permissions import ROLE_PERMISSIONS, Permission, Role
 
@@ -27,21 +27,26 @@ class OrganisationCommands(BaseApp):
         return self._retrying(command)
 
     def authorize(self, principal: Principal, org_id: UUID, permission: Permission | None = None) -> frozenset[str]:
-        """The principal's permissions in the org, read from the aggregate (strongly consistent).
+        """The principal's permissions in the org (strongly consistent), for queries served from read models.
 
-        For queries served from read models. NotFound outside the principal's tenancy (so another
-        tenant's org looks absent); Forbidden when `permission` is given and not held."""
-        if permission is not None:
-            self._authorize(principal, org_id, permission)
-            return self.permissions_of(principal, org_id)
+        NotFound outside the principal's tenancy (another tenant's org looks absent); Forbidden when
+        `permission` is given and not held. Users: one load of the Organisation aggregate. API keys:
+        no load at all, the key aggregate was read when the request authenticated, and a key's org and
+        permissions never change after issue (orgs are never deleted)."""
         if principal.api_key_id is not None:
             if principal.key_org_id != org_id:
                 raise NotFound("organisation not found", code="ORG_NOT_FOUND")
+            if permission is not None and permission.value not in principal.key_permissions:
+                raise Forbidden(f"API key lacks permission {permission.value!r}", code="PERMISSION_DENIED",
+                                details={"required": permission.value})
             return principal.key_permissions
         org = self._org(org_id)
-        role = org.role_of(principal.user_id)
-        if role is None:
-            raise NotFound("organisation not found", code="ORG_NOT_FOUND")
+        if permission is not None:
+            role = org.require(principal.user_id, permission)
+        else:
+            role = org.role_of(principal.user_id)
+            if role is None:
+                raise NotFound("organisation not found", code="ORG_NOT_FOUND")
         return frozenset(p.value for p in ROLE_PERMISSIONS[role])
 
     def update_organisation(

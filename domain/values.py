@@ -12,7 +12,7 @@ from typing import Any
 from domain.errors import Invalid
 
 MAX_NAME = 200
-MAX_TEMPLATE = 100_000
+MAX_TEMPLATE = 262_144  # the corpus holds real prompts of 110k and 144k characters
 MAX_MESSAGE = 2_000
 MAX_TAGS = 32
 MAX_TAG = 64

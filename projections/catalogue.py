@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Connection, DateTime, Index, Integer, String, Table, Text
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, insert, literal, or_, select, update
 
 from domain.prompt import Prompt
 from domain.errors import Invalid
@@ -135,6 +135,34 @@ class Catalogue(Projection):
         with self.engine.connect() as conn:
             row = conn.execute(select(prompts).where(prompts.c.org_id == str(org_id),
                                                      prompts.c.name_key == name.strip().casefold())).first()
+        return dict(row._mapping) if row else None
+
+    def fetch(self, org_id: str, name: str, *, label: str | None = None, version: int | None = None
+              ) -> dict[str, Any] | None:
+        """The by-name fetch path in one round trip: the prompt, the version that `version` / `label`
+        (default latest) resolves to, and that version's content from the version history.
+
+        None when no such prompt. `resolved` is None when the label is not set; `template` is None
+        when the resolved version is not in the version history (no such version, or it lags)."""
+        from projections.versions import prompt_versions as pv
+
+        p, lb = prompts, prompt_labels
+        if version is not None:
+            target = literal(version, Integer)
+        elif label is None or label == "latest":
+            target = p.c.latest_version
+        else:
+            target = lb.c.version
+        query = select(p.c.prompt_id, p.c.name, p.c.latest_version, target.label("resolved"), pv.c.template,
+                       pv.c.variables, pv.c.model_config, pv.c.tags).select_from(p)
+        if target is lb.c.version:
+            query = query.outerjoin(lb, and_(lb.c.org_id == p.c.org_id, lb.c.prompt_id == p.c.prompt_id,
+                                             lb.c.label == label))
+        query = query.outerjoin(pv, and_(pv.c.org_id == p.c.org_id, pv.c.prompt_id == p.c.prompt_id,
+                                         pv.c.version == target))
+        query = query.where(p.c.org_id == str(org_id), p.c.name_key == name.strip().casefold())
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
         return dict(row._mapping) if row else None
 
     def list(

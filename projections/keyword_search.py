@@ -48,6 +48,17 @@ for statement in _PG_DDL:
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 32
+#: Function words dropped from keyword queries: with OR semantics they match nearly every
+#: prompt, which costs time and drowns the informative terms (users type sentences, not keywords).
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between
+both but by can could did do does doing down during each few for from further had has have having he her here
+hers herself him himself his how i if in into is it its itself just like me more most my myself no nor not now
+of off on once only or other our ours ourselves out over own same she should so some such than that the their
+theirs them themselves then there these they this those through to too under until up very was we were what when
+where which while who whom why will with would you your yours yourself yourselves want need help please someone
+something thing things give get make let also us
+""".split())
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,9 @@ class KeywordHit:
 
 
 def _terms(query: str) -> list[str]:
-    return _WORD.findall(query.lower())[:MAX_TERMS]
+    words = _WORD.findall(query.lower())
+    informative = [w for w in dict.fromkeys(words) if w not in STOPWORDS]
+    return (informative or words)[:MAX_TERMS]
 
 
 class KeywordSearch:
