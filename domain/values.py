@@ -28,6 +28,15 @@ _LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 AUTOMATIC_LABELS = frozenset({"latest"})
 
 
+def _encodable(text: str) -> bool:
+    """False for unpaired surrogates, which no database can store as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _has_control(text: str) -> bool:
     return any(unicodedata.category(c) in {"Cc", "Cf", "Cs"} and c not in "\t\n\r" for c in text)
 
@@ -91,8 +100,8 @@ def clean_template(template: str, variables: list[str] | None) -> tuple[str, lis
         raise Invalid("template must be a non-empty string", code="INVALID_TEMPLATE")
     if len(template) > MAX_TEMPLATE:
         raise Invalid(f"template exceeds {MAX_TEMPLATE} characters", code="INVALID_TEMPLATE")
-    if "\x00" in template:
-        raise Invalid("template may not contain NUL characters", code="INVALID_TEMPLATE")
+    if "\x00" in template or not _encodable(template):
+        raise Invalid("template may not contain NUL characters or unpaired surrogates", code="INVALID_TEMPLATE")
     used = placeholders(template)
     if variables is None:
         return template, used
@@ -119,7 +128,10 @@ def clean_model_config(config: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise Invalid("model_config must be an object", code="INVALID_MODEL_CONFIG")
     try:
-        size = len(json.dumps(config, allow_nan=False))
+        encoded = json.dumps(config, allow_nan=False, ensure_ascii=False)
+        size = len(encoded)
+        if "\\u0000" in encoded or not _encodable(encoded):
+            raise ValueError("NUL or unpaired surrogate")
     except (TypeError, ValueError):
         raise Invalid("model_config must be plain JSON", code="INVALID_MODEL_CONFIG") from None
     if size > MAX_MODEL_CONFIG_BYTES:

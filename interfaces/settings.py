@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     docs_enabled: bool = True
     log_level: str = "INFO"
-    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_body_bytes: int = Field(2_097_152, ge=1024)  # a 256 KiB template sent as \u escapes is 1.5 MiB
     login_attempts_per_minute: int = Field(10, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)
 

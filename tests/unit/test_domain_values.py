@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from domain.errors import Invalid
-from domain.values import clean_template, placeholders, render
+from domain.values import MAX_TEMPLATE, clean_model_config, clean_template, placeholders, render
 from tests.unit.domain_helpers import refused
 
 
@@ -45,7 +45,13 @@ def test_placeholders_in_first_use_order_without_duplicates():
 
 def test_clean_template_rejects_nul_and_oversize():
     refused(None, lambda: clean_template("a\x00b", None), kind=Invalid, code="INVALID_TEMPLATE")
-    refused(None, lambda: clean_template("x" * 100_001, None), kind=Invalid, code="INVALID_TEMPLATE")
+    refused(None, lambda: clean_template("x" * (MAX_TEMPLATE + 1), None), kind=Invalid, code="INVALID_TEMPLATE")
+    refused(None, lambda: clean_template("a\ud800b", None), kind=Invalid, code="INVALID_TEMPLATE")
+    assert clean_template("x" * MAX_TEMPLATE, None)[0] == "x" * MAX_TEMPLATE
+
+
+def test_model_config_refuses_unencodable_text():
+    refused(None, lambda: clean_model_config({"stop": "\ud800"}), kind=Invalid, code="INVALID_MODEL_CONFIG")
 
 
 def test_clean_template_rejects_non_identifier_variables():

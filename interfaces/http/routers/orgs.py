@@ -1,0 +1,72 @@
+"""Organisations: create, list, read (from the aggregate), rename / change plan."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from domain.organisation import Organisation
+from domain.permissions import ROLE_PERMISSIONS
+from application import Principal
+from interfaces.http.deps import (
+    CallerDep, ContainerDep, IdempotencyKey, MemberScope, RequestId, UserDep, command_headers, fresh, parse_id,
+)
+from interfaces.http.errors import ApiError
+from interfaces.http.schemas.common import ERRORS
+from interfaces.http.schemas.orgs import (
+    OrgCreate, OrgCreated, OrgList, OrgOut, OrgPatch, OrgSummary, OrgUpdated, PlanLimitsOut,
+)
+
+router = APIRouter(prefix="/v1/orgs", tags=["organisations"], responses=ERRORS)
+
+
+def org_view(org: Organisation, principal: Principal) -> OrgOut:
+    if principal.api_key_id is not None:
+        role, permissions = None, sorted(principal.key_permissions)
+    else:
+        member_role = org.role_of(principal.user_id)
+        role = member_role.value if member_role else None
+        permissions = sorted(p.value for p in ROLE_PERMISSIONS[member_role]) if member_role else []
+    limits = org.limits
+    return OrgOut(
+        id=str(org.id), name=org.name, plan=org.plan, role=role, permissions=permissions,
+        limits=PlanLimitsOut(members=limits.members, prompts=limits.prompts, api_keys=limits.api_keys),
+        usage=PlanLimitsOut(members=len(org.members), prompts=org.prompt_count, api_keys=org.active_api_keys),
+    )
+
+
+@router.post("", status_code=201, response_model=OrgCreated, summary="Create an organisation (caller = owner)")
+def create_org(caller: UserDep, body: OrgCreate, response: Response, container: ContainerDep, rid: RequestId,
+               idempotency_key: IdempotencyKey) -> OrgCreated:
+    result = container.app.create_organisation(caller.principal, body.name, rid, idempotency_key=idempotency_key)
+    org = container.app.get_organisation(caller.principal, result.id)
+    command_headers(response, result.position, result.replayed)
+    return OrgCreated(id=str(org.id), name=org.name, plan=org.plan, role="owner", position=result.position or 0)
+
+
+@router.get("", response_model=OrgList, summary="Organisations of the caller")
+def list_orgs(caller: CallerDep, _: fresh("memberships"), container: ContainerDep) -> OrgList:
+    principal = caller.principal
+    if principal.api_key_id is not None:
+        row = container.memberships.organisation(str(principal.key_org_id))
+        items = [OrgSummary(id=row["org_id"], name=row["name"], plan=row["plan"], role=None)] if row else []
+    else:
+        items = [OrgSummary(id=o["org_id"], name=o["name"], plan=o["plan"], role=o["role"])
+                 for o in container.memberships.orgs_of(str(principal.user_id))]
+    return OrgList(items=items)
+
+
+@router.get("/{org_id}", response_model=OrgOut, summary="An organisation: plan, limits, usage, your role")
+def get_org(org_id: str, caller: CallerDep, container: ContainerDep) -> OrgOut:
+    """Answered from the Organisation aggregate (strongly consistent)."""
+    org = container.app.get_organisation(caller.principal, parse_id(org_id, "ORG_NOT_FOUND", "organisation"))
+    return org_view(org, caller.principal)
+
+
+@router.patch("/{org_id}", response_model=OrgUpdated, summary="Rename and/or change plan (org:manage)")
+def update_org(scope: MemberScope, body: OrgPatch, response: Response, container: ContainerDep,
+               rid: RequestId) -> OrgUpdated:
+    if body.name is None and body.plan is None:
+        raise ApiError(422, "EMPTY_PATCH", "give at least one of name or plan")
+    result = container.app.update_organisation(scope.principal, scope.org_id, rid, name=body.name, plan=body.plan)
+    position = result.position or container.app.head_position()
+    command_headers(response, position)
+    return OrgUpdated(id=str(scope.org_id), position=position)

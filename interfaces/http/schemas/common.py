@@ -1,0 +1,68 @@
+"""Shared schema pieces: strict request models, the error envelope, list pages."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+
+def _utc(value: datetime) -> datetime:
+    """Read models on SQLite hand back naive UTC datetimes; answer RFC 3339 with an offset."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+Instant = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _unsafe_text(value: Any, depth: int = 0) -> bool:
+    """NUL and unpaired surrogates cannot be stored (UTF-8 event store, Postgres text)."""
+    if depth > 32:
+        return True
+    if isinstance(value, str):
+        return "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_unsafe_text(k, depth + 1) or _unsafe_text(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_unsafe_text(v, depth + 1) for v in value)
+    return False
+
+
+class RequestModel(BaseModel):
+    """Request bodies: unknown fields are rejected, strings must be storable text."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        if _unsafe_text(data):
+            raise ValueError("strings may not contain NUL or unpaired surrogate characters, "
+                             "and JSON may nest at most 32 levels")
+        return data
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(protected_namespaces=(), populate_by_name=True)
+
+
+class ErrorDetail(ResponseModel):
+    code: str = Field(examples=["PROMPT_VERSION_CONFLICT"])
+    message: str = Field(examples=["version 3 is not the latest version"])
+    details: dict[str, Any] = Field(default_factory=dict, examples=[{"base_version": 3, "current_version": 4}])
+
+
+class ErrorResponse(ResponseModel):
+    error: ErrorDetail
+    request_id: str = Field(examples=["9f1c2a0e4b6d4c1f8e2a7b3c5d6e7f80"])
+
+
+#: For `responses=` on routes: every error status documents the one shape.
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 429, 503)}
+
+
+class Ack(ResponseModel):
+    """What a command returns: the affected id and the log position of its last event."""
+
+    id: str
+    position: int = Field(description="Log position; pass as `min_position` to read your write.")

@@ -1,0 +1,98 @@
+"""Access and refresh tokens (PyJWT, HS256 pinned on decode).
+
+Access token: short-lived, claims iss, aud, sub (user id), sid (session id), exp, iat, jti,
+typ="access". It is checked per request, and its session is checked active against the
+Session aggregate (strongly consistent), so logout takes effect on the next request.
+
+Refresh token: opaque to clients; internally a JWT with typ="refresh", its own audience, and
+the session id + generation. Rotation and reuse detection live in the application.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from uuid import UUID
+
+import jwt
+
+from domain.errors import Unauthenticated
+from interfaces.settings import Settings
+
+ALGORITHM = "HS256"
+LEEWAY_SECONDS = 5
+MAX_TOKEN_CHARS = 4096
+_ACCESS_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti", "sid", "typ"]
+_REFRESH_CLAIMS = [*_ACCESS_CLAIMS, "gen"]
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: UUID
+    session_id: UUID
+
+
+@dataclass(frozen=True)
+class RefreshClaims:
+    user_id: UUID
+    session_id: UUID
+    generation: int
+
+
+class TokenService:
+    def __init__(self, settings: Settings):
+        self.secret = settings.jwt_secret
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.refresh_audience = settings.jwt_audience + ":refresh"
+        self.access_ttl = settings.access_token_ttl_seconds
+        self.refresh_ttl = settings.refresh_token_ttl_seconds
+
+    # -- issuing ----------------------------------------------------------------------------
+    def _encode(self, claims: dict, audience: str, ttl: int) -> str:
+        now = int(time.time())
+        payload = {"iss": self.issuer, "aud": audience, "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex, **claims}
+        return jwt.encode(payload, self.secret, algorithm=ALGORITHM)
+
+    def access_token(self, user_id: UUID, session_id: UUID) -> str:
+        return self._encode({"sub": str(user_id), "sid": str(session_id), "typ": "access"}, self.audience,
+                            self.access_ttl)
+
+    def refresh_token(self, user_id: UUID, session_id: UUID, generation: int) -> str:
+        return self._encode({"sub": str(user_id), "sid": str(session_id), "gen": generation, "typ": "refresh"},
+                            self.refresh_audience, self.refresh_ttl)
+
+    # -- verifying --------------------------------------------------------------------------
+    def _decode(self, token: str, audience: str, typ: str, required: list[str]) -> dict:
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            raise Unauthenticated("invalid token", code="INVALID_TOKEN")
+        try:
+            claims = jwt.decode(
+                token, self.secret, algorithms=[ALGORITHM], audience=audience, issuer=self.issuer,
+                leeway=LEEWAY_SECONDS, options={"require": required},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token has expired", code="TOKEN_EXPIRED") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise Unauthenticated("invalid token", code="INVALID_TOKEN") from None
+        if claims.get("typ") != typ:
+            raise Unauthenticated("invalid token", code="INVALID_TOKEN")
+        return claims
+
+    def verify_access(self, token: str) -> AccessClaims:
+        claims = self._decode(token, self.audience, "access", _ACCESS_CLAIMS)
+        return AccessClaims(_uuid(claims["sub"]), _uuid(claims["sid"]))
+
+    def verify_refresh(self, token: str) -> RefreshClaims:
+        claims = self._decode(token, self.refresh_audience, "refresh", _REFRESH_CLAIMS)
+        generation = claims["gen"]
+        if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**31:
+            raise Unauthenticated("invalid refresh token", code="INVALID_REFRESH_TOKEN")
+        return RefreshClaims(_uuid(claims["sub"]), _uuid(claims["sid"]), generation)
+
+
+def _uuid(value: object) -> UUID:
+    try:
+        return UUID(str(value))
+    except (ValueError, TypeError):
+        raise Unauthenticated("invalid token", code="INVALID_TOKEN") from None
