@@ -52,6 +52,9 @@ class Container:
     projections: dict[str, Projection]
     source: ApplicationEventSource
     runner: ProjectionRunner | None = None
+    #: Separate thread for the vector projection, so a slow model load or embedding batch never
+    #: holds up the SQL read models (read-your-writes waits on those).
+    vector_runner: ProjectionRunner | None = None
     vector_projection: VectorProjection | None = None
     search: SearchService | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -142,21 +145,26 @@ class Container:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
+            for runner in self.runners:
+                runner.wake()
             if self.runner is not None:
-                self.runner.wake()
                 with self.runner.progress:
                     self.runner.progress.wait(min(remaining, 0.05))
             else:
                 time.sleep(min(remaining, 0.02))
 
+    @property
+    def runners(self) -> list[ProjectionRunner]:
+        return [r for r in (self.runner, self.vector_runner) if r is not None]
+
     def start(self) -> None:
-        if self.runner is not None:
-            self.runner.start()
-            self.runner.wake()
+        for runner in self.runners:
+            runner.start()
+            runner.wake()
 
     def close(self) -> None:
-        if self.runner is not None:
-            self.runner.stop()
+        for runner in self.runners:
+            runner.stop()
         if self.vector_projection is not None:
             self.vector_projection.index.close()
         self.app.close()
@@ -229,13 +237,14 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     container = Container(settings, app, engine, projections, ApplicationEventSource(app))
     if settings.vectors_enabled if vectors is None else vectors:
         _wire_search(container)
+    poll = settings.projection_poll_seconds
     if settings.run_projections_inprocess:
-        container.runner = ProjectionRunner(container.catch_up_jobs(), settings.projection_poll_seconds)
+        container.runner = ProjectionRunner(container.catch_up_jobs(vectors=False), poll)
         app.add_commit_listener(container.runner.wake)
-    elif container.vector_projection is not None and not settings.qdrant_url:
-        # The embedded vector engine is single-process: the process that opened it projects into it.
-        container.runner = ProjectionRunner(container.catch_up_jobs(sql=False), settings.projection_poll_seconds)
-        app.add_commit_listener(container.runner.wake)
+    # The embedded vector engine is single-process: the process that opened it projects into it.
+    if container.vector_projection is not None and (settings.run_projections_inprocess or not settings.qdrant_url):
+        container.vector_runner = ProjectionRunner(container.catch_up_jobs(sql=False), poll, name="vector-runner")
+        app.add_commit_listener(container.vector_runner.wake)
     if settings.redis_url:
         from workers.broker import Nudger, make_broker
 

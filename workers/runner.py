@@ -12,11 +12,12 @@ log = logging.getLogger(__name__)
 
 
 class ProjectionRunner:
-    def __init__(self, jobs: Sequence[Callable[[], int]], poll_seconds: float = 1.0):
+    def __init__(self, jobs: Sequence[Callable[[], int]], poll_seconds: float = 1.0, name: str = "projection-runner"):
         """`jobs` are zero-argument callables that catch one projection up and return how many
         events they applied (see `Container.catch_up_jobs`)."""
         self.jobs = list(jobs)
         self.poll_seconds = poll_seconds
+        self.name = name
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -47,7 +48,7 @@ class ProjectionRunner:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
