@@ -5,6 +5,7 @@ SQLite, an expression GIN index on Postgres), so it changes in the same transact
 catalogue rows and is rebuilt with them: no separate position to track."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,18 @@ class KeywordHit:
     row: dict[str, Any]
 
 
+_JSON_COLUMNS = ("variables", "model_config", "tags", "labels")
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """Raw SQL skips the JSON column type: SQLite hands JSON back as text. Rows match the catalogue's."""
+    for column in _JSON_COLUMNS:
+        if isinstance(row.get(column), str):
+            row[column] = json.loads(row[column])
+    row["archived"] = bool(row["archived"])
+    return row
+
+
 def _terms(query: str) -> list[str]:
     words = _WORD.findall(query.lower())
     informative = [w for w in dict.fromkeys(words) if w not in STOPWORDS]
@@ -102,7 +115,7 @@ class KeywordSearch:
                       WHERE {vector} @@ q AND {filters}
                       ORDER BY score DESC, p.prompt_id LIMIT :limit"""
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(text(sql), params)]
+            rows = [_decoded(dict(r._mapping)) for r in conn.execute(text(sql), params)]
         return [KeywordHit(r["prompt_id"], float(r.pop("score")), r) for r in rows]
 
     @staticmethod

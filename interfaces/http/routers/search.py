@@ -5,7 +5,6 @@ embedding of new versions, which lags a little further. Without a vector index, 
 keyword results (`degraded: true`) and semantic/similar answer 503 `SEARCH_UNAVAILABLE`."""
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -20,15 +19,10 @@ from projections.search import SemanticSearchUnavailable
 router = APIRouter(prefix="/v1/orgs/{org_id}", tags=["search"], responses=ERRORS)
 
 
-def _json(value):
-    """Keyword hits come from a raw SQL query: JSON columns arrive as text on SQLite."""
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _hits(results) -> list[SearchHit]:
     return [SearchHit(prompt_id=r.prompt_id, name=r.row["name"], score=r.score, ranks=r.ranks,
-                      latest_version=r.row["latest_version"], tags=_json(r.row["tags"]),
-                      labels={**_json(r.row["labels"]), "latest": r.row["latest_version"]},
+                      latest_version=r.row["latest_version"], tags=r.row["tags"],
+                      labels={**r.row["labels"], "latest": r.row["latest_version"]},
                       archived=bool(r.row["archived"]))
             for r in results]
 
