@@ -7,11 +7,11 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, project_aggregate
 
-from application.base import BaseApp
+from application.base import BaseApp, request_fingerprint
 from application.principal import Principal
 from application.results import CommandResult
 from domain.errors import Conflict, Forbidden, NotFound
-from domain.ids import prompt_name_index_id
+from domain.ids import idempotent_id, prompt_name_index_id
 from domain.permissions import Permission, label_permission
 from domain.prompt import Prompt, PromptNameIndex
 from domain.values import clean_name, render
@@ -49,13 +49,20 @@ class PromptCommands(BaseApp):
     def revise_prompt(
         self, principal: Principal, org_id: UUID, prompt_id: UUID, *, base_version: int, request_id: str,
         template: str | None = None, variables: list[str] | None = None, model_config: dict[str, Any] | None = None,
-        tags: list[str] | None = None, message: str = "",
+        tags: list[str] | None = None, message: str = "", idempotency_key: str | None = None,
     ) -> CommandResult:
+        fingerprint = request_fingerprint({"base_version": base_version, "template": template, "variables": variables,
+                                           "model_config": model_config, "tags": tags, "message": message})
+        token = idempotent_id(principal.actor, f"prompt:{prompt_id}:revisions", idempotency_key).hex if idempotency_key else ""
+
         def command() -> CommandResult:
             self._authorize(principal, org_id, Permission.PROMPTS_WRITE)
             prompt = self._prompt(org_id, prompt_id)
+            if token and (done := prompt.revision_for(token, fingerprint)) is not None:
+                return CommandResult(prompt_id, self.head_position(), version=done, replayed=True)
             prompt.revise(base_version, principal.actor, request_id, template=template, variables=variables,
-                          model_config=model_config, tags=tags, message=message)
+                          model_config=model_config, tags=tags, message=message, idempotency=token,
+                          request_hash=fingerprint)
             return CommandResult(prompt_id, self._save(prompt), version=prompt.latest_version)
 
         return self._retrying(command)

@@ -26,6 +26,8 @@ class Prompt(Aggregate):
         self.labels: dict[str, int] = {}
         self.archived = False
         self.request_hash = request_hash
+        #: Revisions made under an Idempotency-Key: token -> (version, request fingerprint).
+        self.idempotent_revisions: dict[str, tuple[int, str]] = {}
         self._append_version(template, variables, model_config, tags, message, actor)
 
     @classmethod
@@ -69,9 +71,12 @@ class Prompt(Aggregate):
     def revise(
         self, base_version: int, actor: str, request_id: str, template: str | None = None,
         variables: list[str] | None = None, model_config: dict[str, Any] | None = None,
-        tags: list[str] | None = None, message: str = "",
+        tags: list[str] | None = None, message: str = "", idempotency: str = "", request_hash: str = "",
     ) -> None:
-        """Add version n+1. Fields left out are inherited from the latest version."""
+        """Add version n+1. Fields left out are inherited from the latest version.
+
+        `idempotency` (a token derived from actor and Idempotency-Key) and `request_hash` are kept so
+        a retried revision can be recognised (see `revision_for`) instead of failing as stale."""
         self._require_active()
         if base_version != self.latest_version:
             raise Conflict(
@@ -87,8 +92,18 @@ class Prompt(Aggregate):
             version=self.latest_version + 1, org_id=self.org_id, template=template, variables=variables,
             model_config=clean_model_config(model_config if model_config is not None else latest["model_config"]),
             tags=clean_tags(tags if tags is not None else latest["tags"]), message=clean_message(message),
-            actor=actor, request_id=request_id,
+            actor=actor, request_id=request_id, idempotency=idempotency, request_hash=request_hash,
         )
+
+    def revision_for(self, idempotency: str, request_hash: str) -> int | None:
+        """The version an earlier revision under this idempotency token created, if any.
+        The same token with a different request is a conflict."""
+        if idempotency not in self.idempotent_revisions:
+            return None
+        version, fingerprint = self.idempotent_revisions[idempotency]
+        if fingerprint != request_hash:
+            raise Conflict("Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
+        return version
 
     def move_label(self, label: str, version: int, expected_version: int | None, actor: str, request_id: str) -> bool:
         """Point `label` at `version`. `expected_version` (0 = "label unset") is a compare-and-set.
@@ -147,9 +162,11 @@ class Prompt(Aggregate):
     @event("Revised")
     def _revised(
         self, version: int, org_id: UUID, template: str, variables: list[str], model_config: dict[str, Any],
-        tags: list[str], message: str, actor: str, request_id: str,
+        tags: list[str], message: str, actor: str, request_id: str, idempotency: str, request_hash: str,
     ) -> None:
         self._append_version(template, variables, model_config, tags, message, actor)
+        if idempotency:
+            self.idempotent_revisions[idempotency] = (version, request_hash)
 
     @event("LabelMoved")
     def _label_moved(

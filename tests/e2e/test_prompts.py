@@ -310,3 +310,22 @@ def test_read_your_writes_bounds(api_factory):
     assert_error(api.get(url(org, pid), headers=owner.h, params={"min_position": 10**9}), 400, "INVALID_MIN_POSITION")
     api.container.catch_up()
     assert api.get(url(org, pid), headers=owner.h, params={"min_position": api.position}).status_code == 200
+
+
+def test_idempotent_revision_replays_instead_of_conflicting(api):
+    owner = api.user("owner")
+    org = api.org(owner)
+    prompt = api.prompt(owner, org, "idem-rev", "Hello {{name}}")
+    body = {"base_version": 1, "template": "Hi {{name}}", "message": "shorter"}
+    headers = {**owner.h, "Idempotency-Key": "rev-1"}
+    first = api.post(f"/v1/orgs/{org}/prompts/{prompt}/versions", json=body, headers=headers)
+    again = api.post(f"/v1/orgs/{org}/prompts/{prompt}/versions", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.headers["Idempotency-Replayed"] == "true" and "Idempotency-Replayed" not in first.headers
+    assert again.json()["version"] == first.json()["version"] == 2
+    other = api.post(f"/v1/orgs/{org}/prompts/{prompt}/versions", json={**body, "message": "else"}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    stale = api.post(f"/v1/orgs/{org}/prompts/{prompt}/versions", json=body, headers=owner.h)
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "PROMPT_VERSION_CONFLICT"
+    versions = api.q(f"/v1/orgs/{org}/prompts/{prompt}/versions", owner).json()
+    assert [v["version"] for v in versions["items"]] == [1, 2]

@@ -118,7 +118,7 @@ def test_revise_from_latest_emits_revised_with_next_version():
     assert then(prompt) == [("Revised", {
         "version": 2, "org_id": ORG_ID, "template": "Bye {{name}}", "variables": ["name"],
         "model_config": {"temperature": 0.2}, "tags": ["onboarding"], "message": "second", "actor": "user:bob",
-        "request_id": REQUEST,
+        "request_id": REQUEST, "idempotency": "", "request_hash": "",
     })]
     assert prompt.latest_version == 2
     assert prompt.versions[1]["author"] == "user:bob"
@@ -362,7 +362,7 @@ def test_restore_emits_restored_and_allows_changes_again():
         ("Restored", {"org_id": ORG_ID, "actor": ACTOR, "request_id": REQUEST}),
         ("Revised", {"version": 2, "org_id": ORG_ID, "template": "again {{x}}", "variables": ["x"],
                      "model_config": {"temperature": 0.2}, "tags": ["onboarding"], "message": "", "actor": ACTOR,
-                     "request_id": "r3"}),
+                     "request_id": "r3", "idempotency": "", "request_hash": ""}),
     ]
     assert prompt.archived is False
 
@@ -517,3 +517,12 @@ def test_replaying_the_collected_events_rebuilds_the_live_state(seed):
     assert rebuilt.archived == live.archived
     assert [v["version"] for v in rebuilt.versions] == list(range(1, rebuilt.latest_version + 1))
     assert all(1 <= v <= rebuilt.latest_version for v in rebuilt.labels.values())
+
+
+def test_a_retried_idempotent_revision_is_recognised_not_stale():
+    prompt = given(created())
+    prompt.revise(1, ACTOR, REQUEST, template="v2 {{name}}", idempotency="tok", request_hash="h1")
+    assert then(prompt)[0][1]["idempotency"] == "tok"
+    assert prompt.revision_for("tok", "h1") == 2
+    assert prompt.revision_for("other", "h1") is None
+    refused(prompt, lambda: prompt.revision_for("tok", "h2"), kind=Conflict, code="IDEMPOTENCY_KEY_REUSED")

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 
 from domain.errors import Conflict, Invalid, NotFound
-from interfaces.http.deps import ContainerDep, MemberScope, ReadScope, RequestId, command_headers, fresh
+from interfaces.http.deps import (
+    ContainerDep, IdempotencyKey, MemberScope, ReadScope, RequestId, command_headers, fresh,
+)
 from interfaces.http.errors import ApiError
 from interfaces.http.routers.prompts import etag, etag_matches, prompt_id_of, require_prompt
 from interfaces.http.schemas.common import ERRORS
@@ -47,9 +49,11 @@ def version_view(row: dict[str, Any]) -> VersionOut:
 @router.post("/versions", status_code=201, response_model=VersionCreated, summary="Revise: add version n+1",
              responses={412: {"description": "If-Match did not name the latest version"}})
 def revise(scope: MemberScope, prompt_id: str, body: PromptRevise, response: Response, container: ContainerDep,
-           rid: RequestId, if_match: Annotated[str | None, Header(max_length=256)] = None) -> VersionCreated:
+           rid: RequestId, idempotency_key: IdempotencyKey,
+           if_match: Annotated[str | None, Header(max_length=256)] = None) -> VersionCreated:
     """A stale `base_version` is 409 `PROMPT_VERSION_CONFLICT` with `current_version` in details;
-    a stale `If-Match` is 412 with the same details."""
+    a stale `If-Match` is 412 with the same details. With `Idempotency-Key`, a retried revision
+    answers the version it created (`Idempotency-Replayed: true`) instead of a stale-base conflict."""
     pid = prompt_id_of(prompt_id)
     base = body.base_version
     if if_match is not None:
@@ -63,12 +67,13 @@ def revise(scope: MemberScope, prompt_id: str, body: PromptRevise, response: Res
         result = container.app.revise_prompt(
             scope.principal, scope.org_id, pid, base_version=base, request_id=rid, template=body.template,
             variables=body.variables, model_config=body.model_settings, tags=body.tags, message=body.message,
+            idempotency_key=idempotency_key,
         )
     except Conflict as exc:
         if if_match is not None and exc.code == "PROMPT_VERSION_CONFLICT":
             raise ApiError(412, "PRECONDITION_FAILED", exc.message, exc.details) from None
         raise
-    command_headers(response, result.position)
+    command_headers(response, result.position, result.replayed)
     response.headers["ETag"] = etag(pid, result.version)
     return VersionCreated(id=str(pid), version=result.version, position=result.position or 0)
 
