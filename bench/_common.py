@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,6 +197,27 @@ class BenchDatabase:
         )
         base.update(overrides)
         return Settings(**base)
+
+
+@contextmanager
+def library_env(**extra: str):
+    """Build containers whose eventsourcing environment has `extra` on top of what
+    `interfaces.event_store.eventsourcing_env` derives from the URL (bench-only variants such as
+    AGGREGATE_CACHE_MAXSIZE or POSTGRES_PRE_PING; the application's code is not changed)."""
+    import interfaces.bootstrap as bootstrap
+
+    original = bootstrap.eventsourcing_env
+
+    def patched(url: str, pool_size: int = 20) -> dict[str, str]:
+        env = original(url, pool_size)
+        env.update(extra)
+        return env
+
+    bootstrap.eventsourcing_env = patched
+    try:
+        yield
+    finally:
+        bootstrap.eventsourcing_env = original
 
 
 def sqlite_settings(data_dir: Path, **overrides):

@@ -9,8 +9,11 @@ Every repetition ("round") measures, one after the other and for 1 and 8 threads
       `create_prompt` (3 events: Prompt.Created, PromptNameIndex.Created, Organisation.PromptAdded)
       and `move_label` (compare-and-set on "staging"), by the owner of the organisations;
   (c') the same mix with eventsourcing's aggregate cache on (AGGREGATE_CACHE_MAXSIZE, a library
-      setting read from the environment; the application does not set it) to measure what loading
-      the Organisation and Prompt aggregates from the store on every command costs;
+      setting; the application does not set it) to measure what loading the Organisation and
+      Prompt aggregates from the store on every command costs;
+  (c'') the same mix, and (b') the trivial saves, with POSTGRES_PRE_PING=n instead of the "y" that
+      interfaces/event_store.py sets (a liveness check, i.e. one extra round trip, on every
+      connection checkout: every recorder read and every save);
   (d) the same mix on the embedded SQLite backend, for reference.
 Our commands/s are reported as a fraction of each ceiling measured in the same round (paired
 ratios, then median and spread over the rounds). A final untimed pass breaks one command of each
@@ -21,7 +24,8 @@ Users are registered once (argon2 costs ~110 ms); one owner runs all commands.
 
 Usage: .venv/bin/python bench/commands_throughput.py [--reps 5] [--commands 600] [--threads 1 8]
        [--orgs 4] [--pool 800] [--mix revise=60,create=30,label=10] [--seconds 4]
-       [--aggregate-cache 1000 | --no-cache-variant] [--no-sqlite] [--db promptforge_bench] [--keep]
+       [--aggregate-cache 1000 | --no-cache-variant] [--no-preping-variant] [--no-sqlite]
+       [--db promptforge_bench] [--keep]
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ from eventsourcing.persistence import IntegrityError  # noqa: E402
 
 from _common import (  # noqa: E402
     STATS_HEADERS, BenchDatabase, BenchTick, CpuMeter, Stats, machine_facts, markdown_table, num, pct,
-    run_threads, sqlite_settings, write_results,
+    library_env, run_threads, sqlite_settings, write_results,
 )
 from application import Principal  # noqa: E402
 from interfaces.bootstrap import Container, build  # noqa: E402
@@ -310,6 +314,31 @@ def breakdown(container: Container, workload: Workload, per_kind: int) -> list[l
     return rows
 
 
+def org_replay(container: Container, workload: Workload) -> str:
+    """How many Organisation events each command replays (events after the last snapshot) and
+    what replaying one costs in this process (`project_aggregate`, asserts on unless python -O)."""
+    from eventsourcing.application import project_aggregate
+
+    from domain.organisation import Organisation
+
+    interval = container.app.snapshotting_intervals.get(Organisation)
+    lengths, per_event = [], []
+    for org in workload.orgs:
+        events = list(container.app.events.get(org))
+        lengths.append(len(events))
+        c0 = time.process_time()
+        for _ in range(20):
+            project_aggregate(None, events)
+        per_event.append((time.process_time() - c0) / (20 * len(events)))
+    tail = Stats.of([n % interval if interval else n for n in lengths]).median
+    return (f"Organisation streams at the end: {Stats.of(lengths).median:,.0f} events (median of {len(lengths)} orgs; "
+            f"every create_prompt appends Organisation.PromptAdded); snapshot interval {interval}, so a load "
+            f"replays 0–{(interval or 1) - 1} events after the snapshot ({tail:.0f} now, median). Replaying one "
+            f"event costs {Stats.of(per_event).median * 1e6:.1f} µs of CPU in this process (Python asserts "
+            f"{'on' if __debug__ else 'off (python -O)'}; eventsourcing's `project_aggregate` runs "
+            f"`assert isinstance(event, CanMutateProtocol)`, a runtime-Protocol check, on every event).")
+
+
 # -- main -----------------------------------------------------------------------------------------
 def parse_mix(text: str) -> dict[str, int]:
     mix = {}
@@ -354,6 +383,7 @@ def main() -> int:
     parser.add_argument("--aggregate-cache", type=int, default=1000,
                         help="AGGREGATE_CACHE_MAXSIZE of the cached variant (library setting)")
     parser.add_argument("--no-cache-variant", action="store_true")
+    parser.add_argument("--no-preping-variant", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-psycopg", action="store_true", help="skip the psycopg INSERT ceiling")
     parser.add_argument("--db", default="promptforge_bench")
@@ -380,15 +410,17 @@ def main() -> int:
         setup_s = workload.setup(threads=max_threads)
         print(f"postgres setup: {len(workload.prompts)} prompts in {args.orgs} orgs in {setup_s:.1f}s")
 
-        cached = None
+        cached = noping = None
         if not args.no_cache_variant:
-            os.environ["AGGREGATE_CACHE_MAXSIZE"] = str(args.aggregate_cache)
-            try:
+            with library_env(AGGREGATE_CACHE_MAXSIZE=str(args.aggregate_cache)):
                 cached = build(db.settings(schema, tmp / "pg-cached", pool_size=pool_size))
-            finally:
-                os.environ.pop("AGGREGATE_CACHE_MAXSIZE", None)
             cached_counters = count_saves(cached)
             assert cached.app.repository.cache is not None
+        if not args.no_preping_variant:
+            with library_env(POSTGRES_PRE_PING="n"):
+                noping = build(db.settings(schema, tmp / "pg-noping", pool_size=pool_size))
+            noping_counters = count_saves(noping)
+            assert noping.app.recorder.datastore.pre_ping is False and pg.app.recorder.datastore.pre_ping
 
         lite = lite_workload = None
         if not args.no_sqlite:
@@ -404,6 +436,9 @@ def main() -> int:
             workload.run(pg, 20 * t, t, seed=-t)
             if cached:
                 workload.run(cached, 20 * t, t, seed=-100 - t)
+            if noping:
+                raw_saves(noping, 50 * t, t)
+                workload.run(noping, 20 * t, t, seed=-200 - t)
             if lite:
                 lite_workload.run(lite, 20 * t, t, seed=-t)
         if have_pgbench:
@@ -433,9 +468,14 @@ def main() -> int:
                     s("psycopg", t).add(rate, run)
                 run = raw_saves(pg, args.raw_saves, t)
                 s("raw", t).add(args.raw_saves / run.wall, run)
+                if noping:
+                    run = raw_saves(noping, args.raw_saves, t)
+                    s("raw_noping", t).add(args.raw_saves / run.wall, run)
                 commands("pg", pg, workload, pg_counters, t, seed=rep * 100 + t)
                 if cached:
                     commands("pg_cached", cached, workload, cached_counters, t, seed=rep * 100 + t + 50)
+                if noping:
+                    commands("pg_noping", noping, workload, noping_counters, t, seed=rep * 100 + t + 70)
                 if lite:
                     commands("sqlite", lite, lite_workload, lite_counters, t, seed=rep * 100 + t)
             summary = ", ".join(f"{n}/{t}: {num(v.rate[-1])}" for (n, t), v in series.items())
@@ -443,10 +483,12 @@ def main() -> int:
 
         diag = breakdown(pg, workload, per_kind=100)
         diag_cached = breakdown(cached, workload, per_kind=100) if cached else None
+        diag_noping = breakdown(noping, workload, per_kind=100) if noping else None
         versions = sum(p.latest for p in workload.prompts) / len(workload.prompts)
+        replay_line = org_replay(pg, workload)
         head = pg.app.recorder.max_notification_id()
 
-        for c in (pg, cached, lite):
+        for c in (pg, cached, noping, lite):
             if c is not None:
                 c.close()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -457,8 +499,10 @@ def main() -> int:
         "pgbench": "(a) pgbench: 1-row INSERT per transaction",
         "psycopg": "(a') psycopg from Python threads: 1-row INSERT per transaction",
         "raw": "(b) eventsourcing `app.save(BenchTick())` (1 event, table lock)",
+        "raw_noping": "(b') the same, POSTGRES_PRE_PING=n (variant)",
         "pg": "**PromptForge commands, Postgres**",
-        "pg_cached": f"PromptForge commands, Postgres + aggregate cache ({args.aggregate_cache})",
+        "pg_cached": f"PromptForge commands, Postgres + aggregate cache ({args.aggregate_cache}) (variant)",
+        "pg_noping": "PromptForge commands, Postgres, POSTGRES_PRE_PING=n (variant)",
         "sqlite": "PromptForge commands, SQLite (embedded)",
     }
     rows = []
@@ -474,23 +518,25 @@ def main() -> int:
     table = markdown_table(["measurement (per second)", "threads / clients", *STATS_HEADERS, "p90−p10 / median",
                             "client CPU (cores)", "machine busy"], rows)
 
+    short = {"pgbench": "(a) pgbench INSERT", "psycopg": "(a') psycopg INSERT", "raw": "(b) eventsourcing save",
+             "raw_noping": "(b') eventsourcing save, pre-ping off"}
     ratio_rows = []
-    for name in ("pg", "pg_cached"):
+    for name in ("pg", "pg_cached", "pg_noping"):
         for t in args.threads:
             ours = series.get((name, t))
             if not ours:
                 continue
-            for ceiling in ("pgbench", "psycopg", "raw"):
+            for ceiling in ("pgbench", "psycopg", "raw", *(["raw_noping"] if name == "pg_noping" else [])):
                 base = series.get((ceiling, t))
                 if not base:
                     continue
                 ratios = Stats.of([a / b for a, b in zip(ours.rate, base.rate)])
-                ratio_rows.append([labels[name].strip("*"), t, labels[ceiling].split(":")[0].split(" `")[0],
+                ratio_rows.append([labels[name].strip("*"), t, short[ceiling],
                                    pct(ratios.median), pct(ratios.p10), pct(ratios.p90)])
     ratio_table = markdown_table(["ours", "threads", "ceiling", "median fraction", "p10", "p90"], ratio_rows)
 
     retry_rows = []
-    for name in ("pg", "pg_cached", "sqlite"):
+    for name in ("pg", "pg_cached", "pg_noping", "sqlite"):
         for t in args.threads:
             v = series.get((name, t))
             if v:
@@ -536,9 +582,12 @@ def main() -> int:
         "",
         *([f"With the aggregate cache ({args.aggregate_cache}):", "", markdown_table(diag_headers, diag_cached), ""]
           if diag_cached else []),
+        *(["With POSTGRES_PRE_PING=n:", "", markdown_table(diag_headers, diag_noping), ""] if diag_noping else []),
         "`event reads` / `snapshot reads`: calls of the recorders' `select_events` per command (each one a "
         "round trip to Postgres). Every `repository.get` asks the snapshot store first (snapshotting is "
         "enabled for Organisation) and then the event store, for every aggregate type.",
+        "",
+        replay_line,
         "",
     ])
     print("\n" + text)

@@ -9,22 +9,31 @@
    - the ceiling: reading the whole log with `container.source.read(after, batch)` (records
      decoded into domain events), and the same read without decoding
      (`recorder.select_notifications`), to split database time from decoding time;
+   - an SQL write ceiling through the read-model engine: rows/s of single-row INSERT statements,
+     and of one executemany per transaction, into a scratch table shaped like an audit row;
    - `container.rebuild(name)` of every SQL projection (reset + replay from zero, batches of
      Settings.projection_batch_size, one read-model transaction per batch), exactly what
      `promptforge projections rebuild NAME` runs;
    - all projections: sequentially (the sum of the round's individual rebuilds, which is what
-     `projections rebuild --all` runs), and with --concurrent also all at once, one thread each.
+     `projections rebuild --all` runs), and with --concurrent also all at once, one thread each;
+   - with --variants, the catalogue rebuilt once more per variant, each a bench-only DDL change
+     undone afterwards (untimed): `no-fts` drops the Postgres full-text GIN index on rm_prompts;
+     `tags-index` adds an index on rm_prompt_tags (org_id, prompt_id), the columns the catalogue's
+     per-event `DELETE FROM rm_prompt_tags WHERE org_id = ? AND prompt_id = ?` filters on (its
+     primary key is (org_id, tag, prompt_id), so that delete scans every tag row of the org).
+   Each rebuild's wall time is split into reading the log, the projection's handlers, and the rest.
 Rates are log events per second of wall time (every rebuild reads the whole log, whether or not
 the projection handles an event), as median and spread over the rounds, and as a fraction of
 the decoded-read ceiling of the same round.
 
 Usage: .venv/bin/python bench/rebuild_throughput.py [--events 100000] [--reps 3] [--threads 8]
-       [--orgs 8] [--batch 500] [--concurrent] [--db promptforge_bench_rebuild] [--keep] [--reuse]
+       [--orgs 8] [--batch 500] [--concurrent] [--variants no-fts tags-index] [--write-rows 5000]
+       [--projections NAME ...] [--db promptforge_bench_rebuild] [--keep] [--reuse] [--generate-only]
+       [--append] [--out bench/results/rebuild_throughput.md]
 """
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import sys
@@ -42,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    STATS_HEADERS, BenchDatabase, CpuMeter, Stats, machine_facts, markdown_table, num, pct, run_threads,
+    STATS_HEADERS, BenchDatabase, CpuMeter, Stats, library_env, machine_facts, markdown_table, num, pct, run_threads,
     write_results,
 )
 from application import Principal  # noqa: E402
@@ -168,6 +177,45 @@ def event_mix(container: Container, batch: int) -> Counter:
         after = page[-1].position
 
 
+def save_generation(db: BenchDatabase, info: dict) -> None:
+    """Remember how the log was generated, for the report of a later --reuse run."""
+    import json
+
+    import psycopg
+
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.bench_generation (at timestamptz DEFAULT now(), info text)")
+        conn.execute("INSERT INTO public.bench_generation (info) VALUES (%s)", (json.dumps(info),))
+
+
+def load_generation(db: BenchDatabase) -> dict | None:
+    import json
+
+    import psycopg
+
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        if not conn.execute("SELECT to_regclass('public.bench_generation')").fetchone()[0]:
+            return None
+        row = conn.execute("SELECT info FROM public.bench_generation ORDER BY at DESC LIMIT 1").fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def describe_generation(gen: dict | None, reused: bool) -> str:
+    if not gen:
+        return "reused from an earlier run of this script (--keep, then --reuse), generated through the commands"
+    when = "in this run" if not reused else f"by an earlier run on {gen.get('date', '?')} (--keep, then --reuse)"
+    parts = [f"generated {when} through the commands with {gen.get('threads', '?')} threads in "
+             f"{gen.get('orgs', '?')} orgs (one org per thread, no contention)"]
+    if gen.get("commands"):
+        parts.append(f"{sum(gen['commands'].values()):,} commands ("
+                     + ", ".join(f"{k} {v:,}" for k, v in gen["commands"].items()) + ")")
+    parts.append(f"{gen['events']:,} events in {gen['gen_s']:.0f} s ({num(gen['commands_per_s'])} commands/s, "
+                 f"{num(gen['events_per_s'])} events/s, aggregate cache {gen.get('cache') or 'off'})")
+    if "setup_s" in gen:
+        parts.append(f"after {gen['setup_s']:.1f} s of setup (argon2 registrations and logins)")
+    return ": ".join(parts[:1]) + ": " + "; ".join(parts[1:]) if len(parts) > 1 else parts[0]
+
+
 # -- measurements -----------------------------------------------------------------------------
 def read_decoded(container: Container, batch: int) -> tuple[int, CpuMeter]:
     n = after = 0
@@ -276,24 +324,33 @@ def write_ceiling(container: Container, rows: int, batch: int, many: bool) -> tu
     return rows / meter.wall, meter
 
 
-def set_fts_index(container: Container, present: bool) -> float:
-    """Drop or (re)create the catalogue's Postgres full-text GIN index (bench-only variant)."""
+TAGS_INDEX = "bench_ix_rm_prompt_tags_org_prompt"
+
+
+def catalogue_variant(container: Container, variant: str, on: bool) -> None:
+    """Apply (on=True) or undo a bench-only DDL change to the catalogue's tables."""
     from projections.keyword_search import _PG_DDL
 
-    t = time.perf_counter()
     with container.engine.begin() as conn:
-        if present:
-            for ddl in _PG_DDL:
-                conn.exec_driver_sql(ddl)
+        if variant == "no-fts":
+            if on:
+                conn.exec_driver_sql("DROP INDEX IF EXISTS ix_rm_prompts_fts")
+            else:
+                for ddl in _PG_DDL:
+                    conn.exec_driver_sql(ddl)
+        elif variant == "tags-index":
+            if on:
+                conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {TAGS_INDEX} ON rm_prompt_tags (org_id, prompt_id)")
+            else:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {TAGS_INDEX}")
         else:
-            conn.exec_driver_sql("DROP INDEX IF EXISTS ix_rm_prompts_fts")
-    return time.perf_counter() - t
+            raise ValueError(variant)
 
 
-def rebuild_concurrently(container: Container, names: list[str]):
-    def job(name: str):
-        return lambda: container.rebuild(name)
-    return run_threads([job(n) for n in names])
+VARIANT_LABELS = {
+    "no-fts": "rebuild `catalogue` without the full-text GIN index on rm_prompts (variant)",
+    "tags-index": "rebuild `catalogue` with an index on rm_prompt_tags (org_id, prompt_id) (variant)",
+}
 
 
 def main() -> int:
@@ -305,8 +362,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500, help="projection_batch_size (Settings default 500)")
     parser.add_argument("--projections", nargs="+", help="only these projections (default: all SQL ones)")
     parser.add_argument("--concurrent", action="store_true", help="also rebuild all projections at once")
-    parser.add_argument("--no-fts-variant", action="store_true",
-                        help="skip the catalogue rebuild without its full-text GIN index")
+    parser.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANT_LABELS),
+                        help="also rebuild the catalogue once per variant, every round (bench-only DDL, undone)")
+    parser.add_argument("--append", action="store_true",
+                        help="append this run's report to the results file instead of replacing it")
     parser.add_argument("--write-rows", type=int, default=5000,
                         help="rows per run of the SQL write ceiling (0 = skip)")
     parser.add_argument("--gen-cache", type=int, default=1000,
@@ -331,18 +390,20 @@ def main() -> int:
         if head < args.events:
             container.close()
             print(f"generating a log of >= {args.events:,} events (existing: {head:,})", flush=True)
-            if args.gen_cache:
-                os.environ["AGGREGATE_CACHE_MAXSIZE"] = str(args.gen_cache)
-            try:
+            extra = {"AGGREGATE_CACHE_MAXSIZE": str(args.gen_cache)} if args.gen_cache else {}
+            with library_env(**extra):
                 generator = build(settings)
-            finally:
-                os.environ.pop("AGGREGATE_CACHE_MAXSIZE", None)
             gen = generate(generator, args.events - head, args.threads, args.orgs)
+            gen.update(threads=args.threads, orgs=args.orgs, cache=args.gen_cache,
+                       date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+            save_generation(db, gen)
             generator.close()
             reused = False
             container = build(settings)
         head = container.source.head()
         print(f"log: {head:,} events{' (reused)' if reused else ''}", flush=True)
+        if gen is None:
+            gen = load_generation(db)
         if gen:
             print(f"generated {gen['events']:,} events in {gen['gen_s']:.0f}s "
                   f"({num(gen['events_per_s'])} events/s, {num(gen['commands_per_s'])} commands/s)", flush=True)
@@ -351,10 +412,10 @@ def main() -> int:
             return 0
         mix = event_mix(container, args.batch)
         names = args.projections or list(container.projections)
-        fts_variant = not args.no_fts_variant and "catalogue" in names
+        variants = [v for v in args.variants if "catalogue" in names]
 
         read_decoded(container, args.batch)  # warm-up: the log into shared buffers / page cache
-        keys = ["read", "raw", "write_one", "write_many", *names, *(["catalogue_nofts"] if fts_variant else []), "all_seq", "all_conc"]
+        keys = ["read", "raw", "write_one", "write_many", *names, *[f"catalogue+{v}" for v in variants], "all_seq", "all_conc"]
         rates: dict[str, list[float]] = {k: [] for k in keys}
         cores: dict[str, list[float]] = {k: [] for k in keys}
         ratios: dict[str, list[float]] = {k: [] for k in keys}
@@ -387,18 +448,21 @@ def main() -> int:
                 splits[name].append((r.read_s / r.meter.wall, r.apply_s / r.meter.wall, r.other_s / r.meter.wall))
                 statements[name] = r.statements
                 total += r.meter.wall
-            rates["all_seq"].append(head / total)
-            if fts_variant:  # the same catalogue rebuild without the full-text GIN index, then put it back
-                set_fts_index(container, False)
+                print(f"  {name}: {r.meter.wall:.1f}s ({num(head / r.meter.wall)} events/s)", flush=True)
+            if len(names) > 1:
+                rates["all_seq"].append(head / total)
+            for v in variants:  # the same catalogue rebuild with a DDL change, undone afterwards (untimed)
+                catalogue_variant(container, v, True)
                 try:
                     r = rebuild(container, "catalogue")
                 finally:
-                    recreate_s = set_fts_index(container, True)
-                rates["catalogue_nofts"].append(head / r.meter.wall)
-                cores["catalogue_nofts"].append(r.meter.client_cores)
-                splits["catalogue_nofts"].append((r.read_s / r.meter.wall, r.apply_s / r.meter.wall,
-                                                  r.other_s / r.meter.wall))
-                statements["catalogue_nofts"] = r.statements
+                    catalogue_variant(container, v, False)
+                key = f"catalogue+{v}"
+                rates[key].append(head / r.meter.wall)
+                cores[key].append(r.meter.client_cores)
+                splits[key].append((r.read_s / r.meter.wall, r.apply_s / r.meter.wall, r.other_s / r.meter.wall))
+                statements[key] = r.statements
+                print(f"  catalogue+{v}: {r.meter.wall:.1f}s ({num(head / r.meter.wall)} events/s)", flush=True)
             if args.concurrent:
                 run = rebuild_concurrently(container, names)
                 mismatches.extend(run.errors)
@@ -421,13 +485,13 @@ def main() -> int:
         "write_one": f"SQL write ceiling: 1-row INSERT statements, {args.batch} per transaction (rows/s)",
         "write_many": f"SQL write ceiling: one executemany of {args.batch} rows per transaction (rows/s)",
         **{n: f"rebuild `{n}`" for n in names},
-        "catalogue_nofts": "rebuild `catalogue` without the full-text GIN index (variant)",
+        **{f"catalogue+{v}": VARIANT_LABELS[v] for v in args.variants},
         "all_seq": "all projections, sequential (= `rebuild --all`: sum of the round's rebuilds)",
         "all_conc": f"all projections at once ({len(names)} threads)",
     }
     rows = []
     for key, label in labels.items():
-        if not rates[key]:
+        if not rates.get(key):
             continue
         st = Stats.of(rates[key])
         c = num(Stats.of(cores[key]).median) if cores[key] else "–"
@@ -436,28 +500,21 @@ def main() -> int:
             per_event = num(statements[key] / head)
         else:
             split, per_event = "–", "–"
-        rows.append([label, *st.cells(), f"{st.spread_pct:.0f}%", num(head / st.median),
+        seconds = "–" if key.startswith("write") else num(head / st.median)
+        rows.append([label, *st.cells(), f"{st.spread_pct:.0f}%", seconds,
                      pct(Stats.of(ratios[key]).median), split, per_event, c])
     table = markdown_table(["what (log events/s)", *STATS_HEADERS, "p90−p10 / median", "median s",
                             "fraction of decoded read", "% read / apply / other", "SQL statements per log event",
                             "client CPU (cores)"], rows)
     mix_rows = [[k, f"{v:,}", pct(v / head)] for k, v in mix.most_common()]
-    gen_line = (
-        f"generated in this run through the commands with {args.threads} threads in {args.orgs} orgs: "
-        f"{gen['events']:,} events from {sum(gen['commands'].values()):,} commands "
-        f"({', '.join(f'{k} {v:,}' for k, v in gen['commands'].items())}) in {gen['gen_s']:.0f} s "
-        f"({num(gen['commands_per_s'])} commands/s, {num(gen['events_per_s'])} events/s; aggregate cache "
-        f"{args.gen_cache or 'off'}), after {gen['setup_s']:.1f} s of setup (argon2 registrations and logins)"
-        if gen else "reused from an earlier run of this script (--keep, then --reuse), generated through the "
-        "commands the same way"
-    )
+    gen_line = describe_generation(gen, reused)
     text = "\n".join([
         "# Projection rebuild throughput on Postgres vs. reading the log (same run)",
         "",
         *[f"- {f}" for f in facts],
         f"- log: {head:,} events, {gen_line}.",
         f"- {args.reps} rounds; projection batch size {args.batch}; each round: decoded read, raw read, every "
-        f"rebuild in the table's order{', the catalogue without its FTS index' if fts_variant else ''}"
+        f"rebuild in the table's order{', the catalogue variants' if variants else ''}"
         f"{', then all at once' if args.concurrent else ''}. Whole run: {total_s / 60:.1f} min.",
         *([f"- PROBLEMS: {'; '.join(mismatches[:5])}"] if mismatches else []),
         "",
@@ -480,6 +537,8 @@ def main() -> int:
         "",
     ])
     print("\n" + text)
+    if args.append and args.out.exists():
+        text = args.out.read_text().rstrip("\n") + "\n\n---\n\n" + text.replace("# Projection rebuild", "## Another run: projection rebuild", 1).replace("\n## ", "\n### ")
     write_results(args.out, text)
     return 0
 

