@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from application.base import BaseApp
+from application.base import BaseApp, request_fingerprint
 from application.principal import Principal
 from application.results import CommandResult
 from domain.errors import Forbidden, Invalid, NotFound
+from domain.ids import idempotent_id
 from domain.organisation import Organisation
 from domain.permissions import ROLE_PERMISSIONS, Permission, Role
 
@@ -85,14 +86,20 @@ class OrganisationCommands(BaseApp):
 
     def add_member(
         self, principal: Principal, org_id: UUID, role: str, request_id: str,
-        *, user_id: UUID | None = None, email: str | None = None,
+        *, user_id: UUID | None = None, email: str | None = None, idempotency_key: str | None = None,
     ) -> CommandResult:
+        fingerprint = request_fingerprint({"role": role, "user_id": user_id, "email": email})
+        token = idempotent_id(principal.actor, f"org:{org_id}:members", idempotency_key).hex if idempotency_key else ""
+
         def command() -> CommandResult:
             org, by_role = self._authorize(principal, org_id, Permission.MEMBERS_MANAGE)
+            if token and (done := org.member_added_for(token, fingerprint)) is not None:
+                return CommandResult(UUID(done), self.head_position(), replayed=True)
             target = user_id or (self.find_user_id(email) if email else None)
             if target is None or not self._exists(target):
                 raise NotFound("no user with that email or id", code="USER_NOT_FOUND")
-            org.add_member(target, role, self._effective_role(by_role), principal.actor, request_id)
+            org.add_member(target, role, self._effective_role(by_role), principal.actor, request_id,
+                           idempotency=token, request_hash=fingerprint)
             return CommandResult(target, self._save(org))
 
         return self._retrying(command)

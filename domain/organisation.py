@@ -21,6 +21,8 @@ class Organisation(Aggregate):
         self.members: dict[str, str] = {str(owner_id): Role.OWNER.value}
         self.prompt_count = 0
         self.active_api_keys = 0
+        #: Members added under an Idempotency-Key: token -> (user id, request fingerprint).
+        self.idempotent_members: dict[str, tuple[str, str]] = {}
 
     @classmethod
     def create(cls, id: UUID, name: str, owner_id: UUID, actor: str, request_id: str, plan: str = "FREE",
@@ -77,14 +79,26 @@ class Organisation(Aggregate):
         if new.value != self.plan:
             self._plan_changed(plan=new.value, actor=actor, request_id=request_id)
 
-    def add_member(self, user_id: UUID, role: str, by_role: Role, actor: str, request_id: str) -> None:
+    def member_added_for(self, idempotency: str, request_hash: str) -> str | None:
+        """The user an earlier add under this idempotency token added, if any (same token, other
+        request: conflict)."""
+        if idempotency not in self.idempotent_members:
+            return None
+        user_id, fingerprint = self.idempotent_members[idempotency]
+        if fingerprint != request_hash:
+            raise Conflict("Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
+        return user_id
+
+    def add_member(self, user_id: UUID, role: str, by_role: Role, actor: str, request_id: str,
+                   idempotency: str = "", request_hash: str = "") -> None:
         new_role = parse_role(role)
         self._guard_owner_grant(by_role, new_role)
         if str(user_id) in self.members:
             raise Conflict("user is already a member", code="MEMBER_EXISTS", details={"user_id": str(user_id)})
         if len(self.members) >= self.limits.members:
             raise LimitExceeded("member limit of the plan reached", details={"resource": "members", "limit": self.limits.members})
-        self._member_added(user_id=user_id, role=new_role.value, actor=actor, request_id=request_id)
+        self._member_added(user_id=user_id, role=new_role.value, actor=actor, request_id=request_id,
+                           idempotency=idempotency, request_hash=request_hash)
 
     def change_role(self, user_id: UUID, role: str, by_role: Role, actor: str, request_id: str) -> None:
         new_role = parse_role(role)
@@ -143,8 +157,11 @@ class Organisation(Aggregate):
         self.plan = plan
 
     @event("MemberAdded")
-    def _member_added(self, user_id: UUID, role: str, actor: str, request_id: str) -> None:
+    def _member_added(self, user_id: UUID, role: str, actor: str, request_id: str, idempotency: str,
+                      request_hash: str) -> None:
         self.members[str(user_id)] = role
+        if idempotency:
+            self.idempotent_members[idempotency] = (str(user_id), request_hash)
 
     @event("MemberRoleChanged")
     def _member_role_changed(self, user_id: UUID, old_role: str, new_role: str, actor: str, request_id: str) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from application import PromptForge
 from interfaces.event_store import eventsourcing_env
+from interfaces.observability.metrics import Metrics, ProjectionCollector, instrument_commands
 from interfaces.schema_lock import schema_lock
 from interfaces.settings import Settings
 from projections import catchup, tracking
@@ -58,6 +59,8 @@ class Container:
     vector_projection: VectorProjection | None = None
     search: SearchService | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Prometheus metrics of this container (its own registry; interfaces.observability).
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def projection_names(self) -> list[str]:
@@ -212,14 +215,17 @@ def _wire_search(container: Container) -> None:
         pass
     except VectorIndexError as exc:  # e.g. the embedded shard is held by another process
         log.warning("vector index not opened (%s); semantic search disabled in this process", exc)
-        container.search = SearchService(container.catalogue, KeywordSearch(container.engine), None, None)
+        container.search = SearchService(container.catalogue, KeywordSearch(container.engine), None, None,
+                                         observe=container.metrics.observe_search)
         container.extras["vectors_error"] = str(exc)
         return
     embedder = _shared_embedder(settings.model_path)
     with schema_lock(settings.event_store_url):
         tracking.ensure(container.engine, VectorProjection.name)
-    container.vector_projection = VectorProjection(container.engine, index, embedder, container.catalogue)
-    container.search = SearchService(container.catalogue, KeywordSearch(container.engine), index, embedder)
+    container.vector_projection = VectorProjection(container.engine, index, embedder, container.catalogue,
+                                                   on_embed=container.metrics.observe_embedding)
+    container.search = SearchService(container.catalogue, KeywordSearch(container.engine), index, embedder,
+                                     observe=container.metrics.observe_search)
 
 
 def build(settings: Settings | None = None, *, vectors: bool | None = None) -> Container:
@@ -235,6 +241,8 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
         for name in projections:
             tracking.ensure(engine, name)
     container = Container(settings, app, engine, projections, ApplicationEventSource(app))
+    instrument_commands(app, container.metrics)  # promptforge_commands_total, in this one place
+    container.metrics.add_collector(ProjectionCollector(container.status))
     if settings.vectors_enabled if vectors is None else vectors:
         _wire_search(container)
     poll = settings.projection_poll_seconds

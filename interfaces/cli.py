@@ -32,7 +32,20 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP API (embedded default: SQLite under ./var, projections in-process)."""
     import uvicorn
 
-    settings = Settings()  # fail fast on invalid configuration, before forking workers
+    import os
+    import tempfile
+
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()  # fail fast on invalid configuration, before forking workers
+    except ValidationError as exc:
+        raise click.ClickException("invalid configuration: " + "; ".join(
+            str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())) from None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each uvicorn worker counts into its own files here; whichever one answers /metrics
+        # aggregates them all (interfaces.observability.metrics). Fresh per start: no stale counts.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="promptforge-api-metrics-")
     if workers > 1 and settings.vectors_enabled and not settings.qdrant_url:
         raise click.UsageError(
             "the embedded vector engine is single-process: use --workers 1, set PROMPTFORGE_QDRANT_URL "

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2_097_152, ge=1024)  # a 256 KiB template sent as \u escapes is 1.5 MiB
     login_attempts_per_minute: int = Field(10, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)
+    #: Port of the dramatiq worker's Prometheus endpoint (/metrics); 0 disables it.
+    worker_metrics_port: int = Field(9100, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> "Settings":

@@ -1,17 +1,27 @@
-"""Entry module for the dramatiq CLI (`promptforge worker` runs `dramatiq workers.dramatiq_app`)."""
+"""Entry module for the dramatiq CLI (`promptforge worker` runs `dramatiq workers.dramatiq_app`).
+
+Metrics: every worker process records into a shared prometheus multiprocess directory and one
+forked exporter serves them on PROMPTFORGE_WORKER_METRICS_PORT (interfaces.observability.worker_metrics)."""
 from __future__ import annotations
 
-import threading
+# Before anything imports prometheus_client: its multi-process mode is chosen at import time.
+from interfaces.observability.worker_metrics import WorkerMetrics, enable_multiprocess  # isort: skip
 
-import dramatiq
+enable_multiprocess()
 
-from interfaces.settings import Settings
-from workers.actors import TickMiddleware, register
-from workers.broker import make_broker
+import threading  # noqa: E402
+
+import dramatiq  # noqa: E402
+
+from interfaces.observability.logs import configure_logging  # noqa: E402
+from interfaces.settings import Settings  # noqa: E402
+from workers.actors import TickMiddleware, register  # noqa: E402
+from workers.broker import make_broker  # noqa: E402
 
 settings = Settings()
 if not settings.redis_url:
     raise SystemExit("PROMPTFORGE_REDIS_URL must be set to run dramatiq workers")
+configure_logging(settings.log_level)
 
 
 _lock = threading.Lock()
@@ -35,5 +45,6 @@ def container():
 
 broker = make_broker(settings.redis_url)
 broker.add_middleware(TickMiddleware(container, settings.projection_poll_seconds))
+broker.add_middleware(WorkerMetrics(settings.worker_metrics_port))
 dramatiq.set_broker(broker)
 actors = register(broker, container)

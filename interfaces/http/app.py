@@ -15,9 +15,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from interfaces.bootstrap import Container, build
 from interfaces.http import errors
 from interfaces.http.middleware import RequestContextMiddleware
+from interfaces.http.ratelimit import RateLimiter
 from interfaces.http.routers import register
 from interfaces.http.security import TokenService
 from interfaces.http.throttling import LoginThrottle
+from interfaces.observability.logs import configure_logging
 from interfaces.settings import Settings
 from projections.keyword_search import KeywordSearch
 from projections.search import SearchService
@@ -51,7 +53,9 @@ TAGS = [
 def create_app(container: Container | None = None, settings: Settings | None = None) -> FastAPI:
     owned = container is None
     if container is None:
-        container = build(settings or Settings())
+        settings = settings or Settings()  # refuses production without a real JWT secret
+        configure_logging(settings.log_level)  # once per process, before anything logs
+        container = build(settings)
     settings = settings or container.settings
 
     @asynccontextmanager
@@ -73,9 +77,10 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     app.state.container = container
     app.state.tokens = TokenService(settings)
     app.state.login_throttle = LoginThrottle(settings)
+    app.state.rate_limiter = RateLimiter(settings)
     # Without the vector stack (PROMPTFORGE_VECTORS_ENABLED=false) keyword search still answers.
     app.state.search = container.search or SearchService(container.catalogue, KeywordSearch(container.engine),
-                                                          None, None)
+                                                          None, None, observe=container.metrics.observe_search)
     errors.install(app)
     register(app)
     if settings.cors_origins:
@@ -84,7 +89,9 @@ def create_app(container: Container | None = None, settings: Settings | None = N
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "If-None-Match",
                            "X-Request-ID", "X-Min-Position"],
-            expose_headers=["ETag", "X-Event-Position", "X-Request-ID", "Idempotency-Replayed", "Retry-After"],
+            expose_headers=["ETag", "X-Event-Position", "X-Request-ID", "Idempotency-Replayed", "Retry-After",
+                            "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
         )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)  # outermost
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,  # outermost
+                       metrics=container.metrics, limiter=app.state.rate_limiter)
     return app

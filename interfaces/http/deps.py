@@ -23,8 +23,10 @@ from application.security import looks_like_api_key
 from domain.errors import Forbidden, NotFound, Unauthenticated
 from domain.permissions import Permission
 from interfaces.bootstrap import Container
+from interfaces.http import ratelimit
 from interfaces.http.errors import ApiError
 from interfaces.http.security import MAX_TOKEN_CHARS
+from interfaces.observability.logs import bind
 
 MAX_POSITION = 2**63 - 1
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -82,7 +84,29 @@ def parse_id(value: str, code: str, what: str) -> UUID:
 
 
 def _authenticate(request: Request) -> Caller:
-    """`Authorization: Bearer <access JWT | pfk_ API key>`; both checked against the event store."""
+    """`Authorization: Bearer <access JWT | pfk_ API key>`; both checked against the event store.
+    Then rate-limited per API key / user; refused credentials count against the client address."""
+    limiter: ratelimit.RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    try:
+        caller = _verify(request)
+    except Unauthenticated:
+        if limiter is not None:
+            ratelimit.apply(request.state, limiter, "addr", client_address(request))
+        raise
+    principal = caller.principal
+    if principal.api_key_id is not None:
+        bind(api_key_id=principal.api_key_id, org_id=principal.key_org_id)
+    else:
+        bind(user_id=caller.user_id)
+    if limiter is not None:
+        if principal.api_key_id is not None:
+            ratelimit.apply(request.state, limiter, "key", str(principal.api_key_id))
+        else:
+            ratelimit.apply(request.state, limiter, "user", str(caller.user_id))
+    return caller
+
+
+def _verify(request: Request) -> Caller:
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing bearer token", code="UNAUTHENTICATED")
@@ -125,6 +149,10 @@ def org_scope(permission: Permission | None = None):
         caller = _authenticate(request)
         org = parse_id(org_id, "ORG_NOT_FOUND", "organisation")
         permissions = request.app.state.container.app.authorize(caller.principal, org, permission)
+        bind(org_id=org)
+        limiter = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None:
+            ratelimit.apply(request.state, limiter, "org", str(org))
         return OrgScope(caller, org, permissions)
 
     return dependency

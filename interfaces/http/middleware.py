@@ -6,8 +6,15 @@
 - Request targets with control characters (e.g. `%00`) are refused with 400 before routing.
 - Anything unexpected becomes a 500 in the standard error shape; the traceback is logged,
   the client only sees the request id.
-- One access-log line per request: method, route path, status, duration, request id. Never
-  headers, query strings or bodies.
+- One access-log line per request (JSON fields: method, route template, status, duration,
+  request id, user/org/API key ids). Never headers, query strings or bodies.
+- Metrics: `promptforge_http_requests_total` / `..._request_duration_seconds` labelled with the
+  route TEMPLATE (`/v1/orgs/{org_id}/prompts`), `<unmatched>` for unknown paths.
+- Security headers on every response (nosniff, DENY framing, no referrer, a restrictive CSP; the
+  Swagger UI page gets a CSP that allows its CDN assets), `Cache-Control: no-store` on `/v1/auth/*`.
+- Rate limits: requests without credentials are counted per client address here; authenticated
+  ones per key/user and per org in the dependencies (interfaces.http.ratelimit). The quota of the
+  most constrained bucket is sent as `RateLimit-*` headers.
 """
 from __future__ import annotations
 
@@ -21,11 +28,20 @@ from urllib.parse import unquote
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from interfaces.http.errors import error_body
+from interfaces.http import ratelimit
+from interfaces.http.errors import ApiError, error_body
+from interfaces.observability.logs import request_context
 
 log = logging.getLogger("promptforge.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+STRICT_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+#: FastAPI's Swagger UI loads its JS/CSS from jsDelivr and runs one inline script.
+DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+            b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"))
 
 
 def new_request_id(header: str | None) -> str:
@@ -35,9 +51,13 @@ def new_request_id(header: str | None) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics=None, limiter: ratelimit.RateLimiter | None = None,
+                 docs_paths: tuple[str, ...] = ("/docs", "/docs/oauth2-redirect")):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.limiter = limiter
+        self.docs_paths = frozenset(docs_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,16 +65,32 @@ class RequestContextMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         rid = new_request_id(headers.get("x-request-id"))
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        context = {"request_id": rid}
+        context_token = request_context.set(context)
         started_at = time.perf_counter()
         status_holder = {"status": 500, "started": False}
+        path = scope.get("path", "")
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["started"] = True
                 status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                out = list(message.get("headers", []))
+                present = {k.lower() for k, _ in out}
+                out.append((b"x-request-id", rid.encode()))
+                for name, value in SECURITY_HEADERS:
+                    if name not in present:
+                        out.append((name, value))
+                if b"content-security-policy" not in present:
+                    out.append((b"content-security-policy", DOCS_CSP if path in self.docs_paths else STRICT_CSP))
+                if path.startswith("/v1/auth/") and b"cache-control" not in present:
+                    out.append((b"cache-control", b"no-store"))
+                quota = state.get(ratelimit.STATE_KEY)
+                if quota is not None and b"ratelimit-limit" not in present:
+                    out.extend((k.lower().encode(), v.encode()) for k, v in quota.headers().items())
+                message["headers"] = out
             await send(message)
 
         async def reply(status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -77,6 +113,15 @@ class RequestContextMiddleware:
                     await reply(413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes",
                                 [(b"connection", b"close")])
                     return
+            if (self.limiter is not None and "authorization" not in headers and path.startswith("/v1/")
+                    and path not in ratelimit.EXEMPT_PATHS):
+                client = scope.get("client")
+                try:
+                    ratelimit.apply(state, self.limiter, "addr", client[0] if client else "unknown")
+                except ApiError as exc:
+                    await reply(429, exc.code, exc.message,
+                                [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()])
+                    return
             received = 0
 
             async def limited_receive() -> Message:
@@ -94,7 +139,12 @@ class RequestContextMiddleware:
             if not status_holder["started"]:
                 await reply(500, "INTERNAL_ERROR", "internal error; quote the request id when reporting it")
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "<unmatched>"
-            log.info("%s %s %s %.1fms request_id=%s", scope.get("method"), path, status_holder["status"],
-                     (time.perf_counter() - started_at) * 1000, rid)
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            seconds = time.perf_counter() - started_at
+            method = scope.get("method", "")
+            if self.metrics is not None:
+                self.metrics.observe_http(method, route, status_holder["status"], seconds)
+            log.info("%s %s %s %.1fms request_id=%s", method, route, status_holder["status"], seconds * 1000, rid,
+                     extra={"method": method, "route": route, "status": status_holder["status"],
+                            "duration_ms": round(seconds * 1000, 2)})
+            request_context.reset(context_token)

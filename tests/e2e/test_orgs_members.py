@@ -135,3 +135,18 @@ def test_idempotent_org_creation(api):
                     ).json()["id"] != first.json()["id"]
     assert_error(api.post("/v1/orgs", json={"name": "x"}, headers={**owner.h, "Idempotency-Key": "bad key"}),
                  400, "INVALID_IDEMPOTENCY_KEY")
+
+
+def test_idempotent_member_add_replays_instead_of_member_exists(api):
+    owner, dev = api.user("owner"), api.user("dev")
+    org = api.org(owner)
+    body = {"email": dev.email, "role": "developer"}
+    headers = {**owner.h, "Idempotency-Key": "add-dev"}
+    first = api.post(f"/v1/orgs/{org}/members", json=body, headers=headers)
+    again = api.post(f"/v1/orgs/{org}/members", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.headers["Idempotency-Replayed"] == "true" and again.json()["user_id"] == first.json()["user_id"]
+    other = api.post(f"/v1/orgs/{org}/members", json={**body, "role": "viewer"}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    plain = api.post(f"/v1/orgs/{org}/members", json=body, headers=owner.h)
+    assert plain.status_code == 409 and plain.json()["error"]["code"] == "MEMBER_EXISTS"

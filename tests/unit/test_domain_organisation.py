@@ -109,7 +109,8 @@ def test_add_member_emits_member_added():
 
     org.add_member(DEV, "developer", Role.OWNER, ACTOR, REQUEST)
 
-    assert then(org) == [("MemberAdded", {"user_id": DEV, "role": "developer", "actor": ACTOR, "request_id": REQUEST})]
+    assert then(org) == [("MemberAdded", {"user_id": DEV, "role": "developer", "actor": ACTOR, "request_id": REQUEST,
+                                          "idempotency": "", "request_hash": ""})]
     assert org.role_of(DEV) is Role.DEVELOPER
 
 
@@ -119,7 +120,7 @@ def test_admin_may_add_non_owner_members():
     org.add_member(OWNER2, "reviewer", Role.ADMIN, f"user:{ADMIN}", REQUEST)
 
     assert then(org) == [("MemberAdded", {"user_id": OWNER2, "role": "reviewer", "actor": f"user:{ADMIN}",
-                                          "request_id": REQUEST})]
+                                          "request_id": REQUEST, "idempotency": "", "request_hash": ""})]
 
 
 def test_owner_may_grant_owner():

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from interfaces.http.routers import api_keys, audit, auth, labels, me, members, orgs, prompts, search, versions
+from interfaces.http.routers import api_keys, audit, auth, labels, me, members, ops, orgs, prompts, search, versions
 
-ROUTERS = (auth.router, me.router, orgs.router, members.router, api_keys.router, prompts.router, versions.router,
+ROUTERS = (ops.router, auth.router, me.router, orgs.router, members.router, api_keys.router, prompts.router, versions.router,
            labels.router, audit.router, search.router)
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from interfaces.http.deps import ContainerDep, MemberScope, ReadScope, RequestId, command_headers, fresh, parse_id
+from interfaces.http.deps import (
+    ContainerDep, IdempotencyKey, MemberScope, ReadScope, RequestId, command_headers, fresh, parse_id,
+)
 from interfaces.http.schemas.common import ERRORS
 from interfaces.http.schemas.orgs import MemberAdd, MemberChanged, MemberList, MemberOut, MemberPatch
 
@@ -17,11 +19,12 @@ def list_members(scope: ReadScope, _: fresh("memberships"), container: Container
 
 @router.post("", status_code=201, response_model=MemberChanged, summary="Add a registered user with a role")
 def add_member(scope: MemberScope, body: MemberAdd, response: Response, container: ContainerDep,
-               rid: RequestId) -> MemberChanged:
-    """Admins cannot grant `owner`; plan limits apply (409 `PLAN_LIMIT_EXCEEDED`)."""
+               rid: RequestId, idempotency_key: IdempotencyKey) -> MemberChanged:
+    """Admins cannot grant `owner`; plan limits apply (409 `PLAN_LIMIT_EXCEEDED`). With
+    `Idempotency-Key`, a retry answers the original result instead of 409 `MEMBER_EXISTS`."""
     result = container.app.add_member(scope.principal, scope.org_id, body.role, rid, user_id=body.user_id,
-                                      email=body.email)
-    command_headers(response, result.position)
+                                      email=body.email, idempotency_key=idempotency_key)
+    command_headers(response, result.position, result.replayed)
     return MemberChanged(user_id=str(result.id), role=body.role, position=result.position or 0)
 
 

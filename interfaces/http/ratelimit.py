@@ -1,0 +1,100 @@
+"""Request rate limits (the `limits` library, fixed one-minute windows), `settings.rate_limit_per_minute`:
+
+- per API key / per user: counted once the bearer credential is verified (`deps._authenticate`);
+- per organisation: counted once the caller is authorised in `{org_id}` (`deps.org_scope`), so
+  nobody outside a tenant can spend its budget;
+- per client address: requests without credentials, and requests whose credentials are refused
+  (so guessing keys or tokens is limited too).
+
+Storage: memory (one process, the embedded default) or Redis when `PROMPTFORGE_REDIS_URL` is set,
+shared by every API worker. If Redis is unreachable the limiter fails open (logged, then quiet for a
+cooldown): availability of the API beats strict limits.
+
+Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
+(IETF draft names; the most constrained bucket of the request); a refusal is 429 with
+`Retry-After` as well.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from interfaces.http.errors import ApiError
+from interfaces.settings import Settings
+
+log = logging.getLogger("promptforge.http")
+STATE_KEY = "rate_limit"
+#: Never limited: probes and scrapes must keep working under load.
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@dataclass(frozen=True)
+class Quota:
+    limit: int
+    remaining: int
+    reset_seconds: int
+    allowed: bool = True
+
+    def headers(self) -> dict[str, str]:
+        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
+                "RateLimit-Reset": str(self.reset_seconds)}
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings, cooldown: float = 5.0):
+        uri = settings.redis_url or "memory://"
+        options = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0} if settings.redis_url else {}
+        self.limiter = FixedWindowRateLimiter(storage_from_string(uri, **options))
+        self.per_minute = settings.rate_limit_per_minute
+        self.items = {kind: RateLimitItemPerMinute(self.per_minute, namespace=f"pf-rl-{kind}")
+                      for kind in ("key", "user", "org", "addr")}
+        self.cooldown = cooldown
+        self._down_until = 0.0
+
+    @staticmethod
+    def token_key(token: str) -> str:
+        return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
+
+    def hit(self, kind: str, key: str) -> Quota | None:
+        """Count one request against a bucket; None when the storage is down (fail open)."""
+        if time.monotonic() < self._down_until:
+            return None
+        item = self.items[kind]
+        try:
+            allowed = self.limiter.hit(item, key)
+            stats = self.limiter.get_window_stats(item, key)
+        except Exception as exc:  # noqa: BLE001 - storage outage
+            self._down_until = time.monotonic() + self.cooldown
+            log.warning("rate-limit storage unavailable (%s); failing open", type(exc).__name__)
+            return None
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        return Quota(self.per_minute, stats.remaining if allowed else 0, reset, allowed)
+
+
+def apply(state, limiter: RateLimiter, kind: str, key: str) -> None:
+    """Count the request in one bucket, remember the most constrained quota for the response
+    headers (`state` is request.state or the ASGI scope's state dict), and refuse with 429."""
+    quota = limiter.hit(kind, key)
+    if quota is None:
+        return
+    current = state.get(STATE_KEY) if isinstance(state, dict) else getattr(state, STATE_KEY, None)
+    if current is None or quota.remaining < current.remaining:
+        if isinstance(state, dict):
+            state[STATE_KEY] = quota
+        else:
+            setattr(state, STATE_KEY, quota)
+    if not quota.allowed:
+        raise too_many(quota)
+
+
+def too_many(quota: Quota) -> ApiError:
+    return ApiError(429, "RATE_LIMITED", "too many requests; slow down",
+                    {"retry_after_seconds": quota.reset_seconds, "limit_per_minute": quota.limit},
+                    headers={"Retry-After": str(quota.reset_seconds), **quota.headers()})
