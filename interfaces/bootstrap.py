@@ -26,6 +26,7 @@ from projections.label_history import LabelHistory
 from projections.memberships import Memberships
 from projections.registry import SQL_PROJECTIONS
 from projections.sessions import Sessions
+from projections.keyword_search import KeywordSearch
 from projections.search import SearchService
 from projections.source import ApplicationEventSource
 from projections.vector_projection import VectorProjection
@@ -198,7 +199,6 @@ def _shared_embedder(model_path: str | None):
 
 def _wire_search(container: Container) -> None:
     """Vector index (Qdrant server or in-process qdrant-edge), embedder, vector projection, search."""
-    from projections.keyword_search import KeywordSearch
 
     settings = container.settings
     if settings.qdrant_url:
@@ -215,8 +215,6 @@ def _wire_search(container: Container) -> None:
         pass
     except VectorIndexError as exc:  # e.g. the embedded shard is held by another process
         log.warning("vector index not opened (%s); semantic search disabled in this process", exc)
-        container.search = SearchService(container.catalogue, KeywordSearch(container.engine), None, None,
-                                         observe=container.metrics.observe_search)
         container.extras["vectors_error"] = str(exc)
         return
     embedder = _shared_embedder(settings.model_path)
@@ -245,6 +243,9 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     container.metrics.add_collector(ProjectionCollector(container.status))
     if settings.vectors_enabled if vectors is None else vectors:
         _wire_search(container)
+    if container.search is None:  # keyword search always answers; semantic says it is unavailable
+        container.search = SearchService(container.catalogue, KeywordSearch(container.engine), None, None,
+                                         observe=container.metrics.observe_search)
     poll = settings.projection_poll_seconds
     if settings.run_projections_inprocess:
         container.runner = ProjectionRunner(container.catch_up_jobs(vectors=False), poll)

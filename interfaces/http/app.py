@@ -21,8 +21,6 @@ from interfaces.http.security import TokenService
 from interfaces.http.throttling import LoginThrottle
 from interfaces.observability.logs import configure_logging
 from interfaces.settings import Settings
-from projections.keyword_search import KeywordSearch
-from projections.search import SearchService
 
 DESCRIPTION = """
 Multi-tenant, event-sourced prompt registry.
@@ -33,7 +31,7 @@ Multi-tenant, event-sourced prompt registry.
   query as `min_position` (or `X-Min-Position`) to read your own write. If the read model is not there
   within the bound, the answer is 503 `READ_MODEL_LAGGING` with `Retry-After`.
 * **Errors**: always `{"error": {"code", "message", "details"}, "request_id"}`.
-* **Idempotency**: `Idempotency-Key` on `POST /v1/orgs`, `.../prompts`, `.../api-keys`.
+* **Idempotency**: `Idempotency-Key` on `POST /v1/orgs`, `.../prompts`, `.../api-keys`, `.../versions`, `.../members`.
 """
 
 TAGS = [
@@ -78,9 +76,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     app.state.tokens = TokenService(settings)
     app.state.login_throttle = LoginThrottle(settings)
     app.state.rate_limiter = RateLimiter(settings)
-    # Without the vector stack (PROMPTFORGE_VECTORS_ENABLED=false) keyword search still answers.
-    app.state.search = container.search or SearchService(container.catalogue, KeywordSearch(container.engine),
-                                                          None, None, observe=container.metrics.observe_search)
+    app.state.search = container.search
     errors.install(app)
     register(app)
     if settings.cors_origins:
