@@ -262,7 +262,7 @@ def rebuild(container: Container, name: str) -> RebuildTiming:
     projection = container.projections[name]
     source = container.source
     clock = {"read": 0.0, "apply": 0.0, "statements": 0}
-    read, apply = source.read, projection.apply
+    read, apply = source.read, projection.fold
 
     def timed_read(*a, **kw):
         t = time.perf_counter()
@@ -281,13 +281,13 @@ def rebuild(container: Container, name: str) -> RebuildTiming:
     def count(*_a, **_kw):
         clock["statements"] += 1
 
-    source.read, projection.apply = timed_read, timed_apply
+    source.read, projection.fold = timed_read, timed_apply
     sa_event.listen(container.engine, "before_cursor_execute", count)
     try:
         with CpuMeter() as meter:
             applied = container.rebuild(name)
     finally:
-        del source.read, projection.apply  # back to the class methods
+        del source.read, projection.fold  # back to the class methods
         sa_event.remove(container.engine, "before_cursor_execute", count)
     return RebuildTiming(applied, meter, clock["read"], clock["apply"], clock["statements"])
 

@@ -11,12 +11,12 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Index, String, Table, insert, select
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, Table, select
 
 from domain.errors import Invalid
 from domain.prompt import PromptNameIndex
 from domain.user import EmailIndex
-from projections.base import Projection, json_safe
+from projections.base import AppendOnlyProjection, json_safe
 from projections.db import metadata
 from projections.events import Envelope
 
@@ -48,21 +48,22 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-class AuditLog(Projection):
+class AuditLog(AppendOnlyProjection):
     name = "audit"
+    table = audit_log
     tables = (audit_log,)
 
-    def fallback(self, conn: Connection, env: Envelope) -> None:
+    def fallback_row(self, env: Envelope) -> dict | None:
         e = env.event
         if isinstance(e, SKIPPED):
-            return
+            return None
         aggregate, _, event_name = type(e).__qualname__.rpartition(".")
         details = {k: json_safe(v) for k, v in vars(e).items() if k in SAFE_DETAILS}
-        conn.execute(insert(audit_log).values(
+        return dict(
             org_id=env.org_id, position=env.position, occurred_at=env.at, actor=env.actor,
             action=f"{_snake(aggregate)}.{_snake(event_name)}", target_type=_snake(aggregate),
             target_id=env.target_id, request_id=env.request_id[:128], details=details,
-        ))
+        )
 
     def query(
         self, org_id: str, *, actor: str | None = None, action: str | None = None, target_id: str | None = None,

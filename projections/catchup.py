@@ -29,8 +29,7 @@ def catch_up_once(projection: Projection, source: EventSource, batch_size: int =
         last = batch[-1]
         if not tracking.claim(conn, projection.name, current, last.position, last.at):
             raise LostClaim(projection.name)
-        for envelope in batch:
-            projection.apply(conn, envelope)
+        projection.fold(conn, batch)
         return len(batch)
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, DateTime, Integer, String, Table, insert, select
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, select
 
 from domain.prompt import Prompt
-from projections.base import Projection
+from projections.base import AppendOnlyProjection
 from projections.db import metadata
 from projections.events import Envelope
 
@@ -23,17 +23,18 @@ label_moves = Table(
 )
 
 
-class LabelHistory(Projection):
+class LabelHistory(AppendOnlyProjection):
     name = "label_history"
+    table = label_moves
     tables = (label_moves,)
     handlers = {Prompt.LabelMoved: "_moved", Prompt.LabelRemoved: "_moved"}
 
-    def _moved(self, conn: Connection, env: Envelope) -> None:
+    def _moved(self, env: Envelope) -> dict:
         e = env.event
-        conn.execute(insert(label_moves).values(
+        return dict(
             org_id=env.org_id, prompt_id=env.target_id, position=env.position, label=e.label,
             from_version=e.from_version, to_version=getattr(e, "to_version", None), actor=env.actor, moved_at=env.at,
-        ))
+        )
 
     def list(self, org_id: str, prompt_id: str, label: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         t = label_moves

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Integer, String, Table, Text, insert, select
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String, Table, Text, select
 
 from domain.prompt import Prompt
-from projections.base import Projection, json_safe
+from projections.base import AppendOnlyProjection, json_safe
 from projections.db import metadata
 from projections.events import Envelope
 
@@ -28,18 +28,19 @@ prompt_versions = Table(
 MAX_PAGE = 200
 
 
-class VersionHistory(Projection):
+class VersionHistory(AppendOnlyProjection):
     name = "versions"
+    table = prompt_versions
     tables = (prompt_versions,)
     handlers = {Prompt.Created: "_version", Prompt.Revised: "_version"}
 
-    def _version(self, conn: Connection, env: Envelope) -> None:
+    def _version(self, env: Envelope) -> dict:
         e = env.event
-        conn.execute(insert(prompt_versions).values(
+        return dict(
             org_id=env.org_id, prompt_id=env.target_id, version=getattr(e, "version", 1), template=e.template,
             variables=list(e.variables), model_config=json_safe(e.model_config), tags=list(e.tags),
             message=e.message, author=env.actor, created_at=env.at, position=env.position,
-        ))
+        )
 
     def list(self, org_id: str, prompt_id: str, *, after: int = 0, limit: int = 50) -> list[dict[str, Any]]:
         t = prompt_versions
