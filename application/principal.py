@@ -25,5 +25,3 @@ class Principal:
         """The actor string stored in every event this principal causes."""
         return f"user:{self.user_id}" if self.user_id else f"api_key:{self.api_key_id}"
 
-
-SYSTEM = "system"

@@ -1,15 +1,11 @@
 """The projection contract: fold one event into tables, inside a transaction given to it."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, Table, delete, insert
 
 from projections.events import Envelope
-
-Handler = Callable[[Connection, Envelope], None]
-
 
 class Projection:
     """Subclasses declare `name`, `tables` and `handlers` (event class -> method name).

@@ -13,7 +13,7 @@ from domain.prompt import Prompt
 from domain.errors import Invalid
 from projections.base import Projection, json_safe
 from projections.db import metadata
-from projections.events import Envelope, sid
+from projections.events import Envelope
 
 prompts = Table(
     "rm_prompts", metadata,

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from domain.organisation import Organisation
 
@@ -40,6 +39,3 @@ class Envelope:
     def at(self) -> datetime:
         return self.event.timestamp
 
-
-def sid(value: UUID | str | None) -> str | None:
-    return None if value is None else str(value)
