@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import threading
 import time
@@ -21,6 +22,7 @@ from domain.organisation import Organisation
 from domain.permissions import ROLE_PERMISSIONS, Permission, Role
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 30
 
 
@@ -53,9 +55,7 @@ class BaseApp(Application[UUID]):
             try:
                 listener(position)
             except Exception:  # a nudge is best-effort: events are already durable
-                import logging
-
-                logging.getLogger(__name__).warning("commit listener failed", exc_info=True)
+                log.warning("commit listener failed", exc_info=True)
 
     # -- helpers ----------------------------------------------------------------------------
     def head_position(self) -> int:
