@@ -1,4 +1,4 @@
-"""Identity commands: register, log in, refresh (rotation + reuse detection), log out."""
+"""Identity commands: register, log in, refresh (rotation + reuse detection), log out, password."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,9 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from application.base import BaseApp
+from application.commands import command
 from application.security import check_password_policy, hash_password, verify_password
+from domain.base import acting
 from domain.errors import Conflict, NotFound, Unauthenticated
 from domain.ids import email_index_id
 from domain.session import Session
@@ -24,7 +26,16 @@ class SessionGrant:
     position: int | None
 
 
+def session_revoked() -> Unauthenticated:
+    return Unauthenticated("session is no longer active", code="SESSION_REVOKED")
+
+
+def invalid_refresh_token() -> Unauthenticated:
+    return Unauthenticated("invalid refresh token", code="INVALID_TOKEN")
+
+
 class IdentityCommands(BaseApp):
+    @command
     def register_user(self, email: str, password: str, display_name: str, request_id: str) -> tuple[UUID, int | None]:
         email = normalise_email(email)
         check_password_policy(password)
@@ -32,8 +43,8 @@ class IdentityCommands(BaseApp):
         if self._exists(email_index_id(email)):
             raise Conflict("email is already registered", code="EMAIL_TAKEN")
         user_id = uuid4()
-        user = User(id=user_id, email=email, password_hash=hash_password(password), display_name=name,
-                    actor=f"user:{user_id}", request_id=request_id)
+        with acting(f"user:{user_id}", request_id):
+            user = User.register(user_id, email, hash_password(password), name)
         index = EmailIndex(email=email, user_id=user_id)
         try:
             position = self._save(user, index)
@@ -49,54 +60,65 @@ class IdentityCommands(BaseApp):
         return index.user_id
 
     def get_user(self, user_id: UUID) -> User:
-        return self._load(user_id, User, NotFound("user not found", code="USER_NOT_FOUND"))
+        return self._load(user_id, User, lambda: NotFound("user not found", code="USER_NOT_FOUND"))
 
+    @command
     def login(self, email: str, password: str, user_agent: str, request_id: str) -> SessionGrant:
         user_id = self.find_user_id(email)
         user = self.get_user(user_id) if user_id else None
         if not verify_password(user.password_hash if user else None, password) or user is None:
             raise Unauthenticated("invalid email or password", code="INVALID_CREDENTIALS")
-        session = Session(id=uuid4(), user_id=user.id, epoch=user.session_epoch, user_agent=user_agent[:200],
-                          actor=f"user:{user.id}", request_id=request_id)
+        with acting(f"user:{user.id}", request_id):
+            session = Session.open(uuid4(), user.id, user.session_epoch, user_agent[:200])
         return SessionGrant(user.id, session.id, 0, self._save(session))
 
     def _session(self, session_id: UUID) -> Session:
-        return self._load(session_id, Session, Unauthenticated("unknown session", code="SESSION_REVOKED"))
+        return self._load(session_id, Session, lambda: Unauthenticated("unknown session", code="SESSION_REVOKED"))
 
     def check_session(self, session_id: UUID, user_id: UUID) -> None:
         """Raise unless the session is active (not revoked, not cut by logout-all or password change)."""
         session = self._session(session_id)
         if session.user_id != user_id or not session.is_active(self.get_user(user_id).session_epoch):
-            raise Unauthenticated("session is no longer active", code="SESSION_REVOKED")
+            raise session_revoked()
 
-    def refresh_session(self, session_id: UUID, generation: int, request_id: str) -> SessionGrant:
-        def command() -> SessionGrant:
-            session = self._session(session_id)
-            user = self.get_user(session.user_id)
-            ok = session.refresh(generation, user.session_epoch, actor=f"user:{user.id}", request_id=request_id)
-            position = self._save(session)
-            if not ok:
-                raise Unauthenticated("refresh token reuse detected; session revoked", code="REFRESH_TOKEN_REUSED")
-            return SessionGrant(user.id, session.id, session.generation, position)
+    @command
+    def refresh_session(self, session_id: UUID, generation: int, user_id: UUID, request_id: str) -> SessionGrant:
+        """Rotate the session's refresh token. `user_id` is the token's subject: it is checked
+        against the session before anything is decided or saved."""
+        session = self._session(session_id)
+        if session.user_id != user_id:
+            raise invalid_refresh_token()
+        user = self.get_user(session.user_id)
+        with acting(f"user:{user.id}", request_id):
+            ok = session.refresh(generation, user.session_epoch)
+        position = self._save(session)
+        if not ok:
+            raise Unauthenticated("refresh token reuse detected; session revoked", code="REFRESH_TOKEN_REUSED")
+        return SessionGrant(user.id, session.id, session.generation, position)
 
-        return self._retrying(command)
-
+    @command
     def logout(self, session_id: UUID, user_id: UUID, request_id: str) -> int | None:
         session = self._session(session_id)
         if session.user_id != user_id:
             raise NotFound("session not found", code="SESSION_NOT_FOUND")
-        session.revoke("logout", actor=f"user:{user_id}", request_id=request_id)
+        with acting(f"user:{user_id}", request_id):
+            session.revoke("logout")
         return self._save(session)
 
+    @command
     def logout_all(self, user_id: UUID, request_id: str) -> int | None:
         user = self.get_user(user_id)
-        user.revoke_all_sessions(actor=f"user:{user_id}", request_id=request_id)
+        with acting(f"user:{user_id}", request_id):
+            user.revoke_all_sessions()
         return self._save(user)
 
+    @command
     def change_password(self, user_id: UUID, old_password: str, new_password: str, request_id: str) -> int | None:
+        """Every session of the user ends (a new session epoch); the caller logs in again."""
         user = self.get_user(user_id)
         if not verify_password(user.password_hash, old_password):
             raise Unauthenticated("current password is wrong", code="INVALID_CREDENTIALS")
         check_password_policy(new_password)
-        user.change_password(hash_password(new_password), actor=f"user:{user_id}", request_id=request_id)
+        with acting(f"user:{user_id}", request_id):
+            user.change_password(hash_password(new_password))
         return self._save(user)

@@ -131,7 +131,7 @@ class Workload:
         self.principal = Principal.user(owner)
         for i in range(self.n_orgs):
             org = app.create_organisation(self.principal, f"Bench Org {i}", "bench-setup").id
-            app.change_plan(self.principal, org, "PRO", "bench-setup")
+            app.update_organisation(self.principal, org, "bench-setup", plan="PRO")
             self.orgs.append(org)
         states: list[PromptState | None] = [None] * self.pool_size
 

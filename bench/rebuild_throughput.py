@@ -6,12 +6,12 @@
    `create_prompt` (3 events), `revise_prompt` and `move_label` (1 event each).
    With --keep the database stays; --reuse then skips generation when the log is big enough.
 2. Each round ("repetition") measures, one after the other:
-   - the ceiling: reading the whole log with `container.source.read(after, batch)` (records
+   - the ceiling: reading the whole log with `container.supervisor.source.read(after, batch)` (records
      decoded into domain events), and the same read without decoding
      (`recorder.select_notifications`), to split database time from decoding time;
    - an SQL write ceiling through the read-model engine: rows/s of single-row INSERT statements,
      and of one executemany per transaction, into a scratch table shaped like an audit row;
-   - `container.rebuild(name)` of every SQL projection (reset + replay from zero, batches of
+   - `container.supervisor.rebuild(name)` of every SQL projection (reset + replay from zero, batches of
      Settings.projection_batch_size, one read-model transaction per batch), exactly what
      `promptforge projections rebuild NAME` runs;
    - all projections: sequentially (the sum of the round's individual rebuilds, which is what
@@ -81,7 +81,7 @@ def generate(container: Container, target: int, threads: int, n_orgs: int, seed:
     orgs: list[UUID] = []
     for i in range(n_orgs):
         org = app.create_organisation(owner, f"Rebuild Org {i}", "bench-setup").id
-        app.change_plan(owner, org, "PRO", "bench-setup")
+        app.update_organisation(owner, org, "bench-setup", plan="PRO")
         for role in ("admin", "developer", "reviewer"):
             app.add_member(owner, org, role, "bench-setup", user_id=users[role])
         keys = [app.issue_api_key(owner, org, f"key {k}", ["prompts:read", "prompts:write"], "bench-setup").id
@@ -93,7 +93,7 @@ def generate(container: Container, target: int, threads: int, n_orgs: int, seed:
     for role in ("owner", "developer"):  # sessions: each login costs an argon2 verify (~110 ms)
         for _ in range(2):
             grant = app.login(f"{role}@rebuild.bench", PASSWORD, "bench/1.0", "bench-setup")
-            app.refresh_session(grant.session_id, grant.generation, "bench-setup")
+            app.refresh_session(grant.session_id, grant.generation, grant.user_id, "bench-setup")
     setup_s = time.perf_counter() - started
 
     head0 = app.recorder.max_notification_id() or 0
@@ -169,7 +169,7 @@ def event_mix(container: Container, batch: int) -> Counter:
     counts: Counter[str] = Counter()
     after = 0
     while True:
-        page = container.source.read(after, batch)
+        page = container.supervisor.source.read(after, batch)
         if not page:
             return counts
         for env in page:
@@ -221,7 +221,7 @@ def read_decoded(container: Container, batch: int) -> tuple[int, CpuMeter]:
     n = after = 0
     with CpuMeter() as meter:
         while True:
-            page = container.source.read(after, batch)
+            page = container.supervisor.source.read(after, batch)
             if not page:
                 break
             n += len(page)
@@ -257,7 +257,7 @@ class RebuildTiming:
 
 
 def rebuild(container: Container, name: str) -> RebuildTiming:
-    """`container.rebuild(name)`, with the time split into reading the log, applying events and
+    """`container.supervisor.rebuild(name)`, with the time split into reading the log, applying events and
     the rest. The split is measured by wrapping this container's source and projection instance."""
     projection = container.projections[name]
     source = container.source
@@ -285,7 +285,7 @@ def rebuild(container: Container, name: str) -> RebuildTiming:
     sa_event.listen(container.engine, "before_cursor_execute", count)
     try:
         with CpuMeter() as meter:
-            applied = container.rebuild(name)
+            applied = container.supervisor.rebuild(name)
     finally:
         del source.read, projection.fold  # back to the class methods
         sa_event.remove(container.engine, "before_cursor_execute", count)
@@ -329,7 +329,7 @@ TAGS_INDEX = "bench_ix_rm_prompt_tags_org_prompt"
 
 def catalogue_variant(container: Container, variant: str, on: bool) -> None:
     """Apply (on=True) or undo a bench-only DDL change to the catalogue's tables."""
-    from projections.keyword_search import _PG_DDL
+    from projections.catalogue.fulltext import _PG_DDL
 
     with container.engine.begin() as conn:
         if variant == "no-fts":
@@ -386,7 +386,7 @@ def main() -> int:
         settings = db.settings(SCHEMA, tmp, pool_size=max(args.threads, 8), projection_batch_size=args.batch)
         gen = None
         container = build(settings)
-        head = container.source.head()
+        head = container.supervisor.source.head()
         if head < args.events:
             container.close()
             print(f"generating a log of >= {args.events:,} events (existing: {head:,})", flush=True)
@@ -400,7 +400,7 @@ def main() -> int:
             generator.close()
             reused = False
             container = build(settings)
-        head = container.source.head()
+        head = container.supervisor.source.head()
         print(f"log: {head:,} events{' (reused)' if reused else ''}", flush=True)
         if gen is None:
             gen = load_generation(db)
@@ -473,7 +473,7 @@ def main() -> int:
                     ratios[key].append(values[-1] / ceiling)
             line = ", ".join(f"{k}: {num(v[-1])}" for k, v in rates.items() if v)
             print(f"round {rep + 1}/{args.reps} ({time.perf_counter() - t0:.0f}s): {line}", flush=True)
-        status = {s.name: s.position for s in container.status()}
+        status = {s.name: s.position for s in container.supervisor.status()}
         container.close()
     shutil.rmtree(tmp, ignore_errors=True)
     total_s = time.perf_counter() - started_all

@@ -34,7 +34,7 @@ def load(container, rows, names) -> tuple[str, dict[int, str]]:
     user_id, _ = app.register_user("bench@example.com", "benchmark-password-123", "Bench", "bench")
     owner = Principal.user(user_id)
     org = app.create_organisation(owner, "Search bench", "bench").id
-    app.change_plan(owner, org, "PRO", "bench")
+    app.update_organisation(owner, org, "bench", plan="PRO")
     ids = {}
     for i, (row, name) in enumerate(zip(rows, names)):
         ids[i] = str(app.create_prompt(owner, org, name=name, template=row["prompt"], tags=[row["type"].lower()],
@@ -82,7 +82,7 @@ def main() -> None:
             org, ids = load(container, rows, names)
             loaded = time.perf_counter() - started
             started = time.perf_counter()
-            container.catch_up()
+            container.supervisor.catch_up()
             projected = time.perf_counter() - started
             report = evaluate(container, org, queries, ids)
         finally:

@@ -45,18 +45,18 @@ def main() -> None:
             user, _ = c.app.register_user("vb@example.com", "benchmark-password-1", "vb", "b")
             owner = Principal.user(user)
             org = c.app.create_organisation(owner, "vector bench", "b").id
-            c.app.change_plan(owner, org, "PRO", "b")
+            c.app.update_organisation(owner, org, "b", plan="PRO")
             for row, name in zip(rows, names):
                 c.app.create_prompt(owner, org, name=name, template=row["prompt"], tags=[row["type"].lower()],
                                     request_id="b")
             for name in c.projections:
-                c.catch_up(name)
+                c.supervisor.catch_up(name)
             all_texts = [document_text(n, r["prompt"], [r["type"].lower()]) for r, n in zip(rows, names)]
             c.vector_projection.embedder.embed_documents(all_texts[:32])  # load the model, warm up
             projection, ceiling = [], []
             for _ in range(args.repeat):
                 started = time.perf_counter()
-                c.rebuild("vectors")
+                c.supervisor.rebuild("vectors")
                 projection.append(len(rows) / (time.perf_counter() - started))
                 started = time.perf_counter()
                 c.vector_projection.embedder.embed_documents(all_texts)

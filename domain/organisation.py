@@ -3,34 +3,95 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, event
-
+from domain.base import AuditedAggregate
 from domain.errors import Conflict, Forbidden, LimitExceeded, NotFound
 from domain.permissions import PLAN_LIMITS, ROLE_PERMISSIONS, Permission, Plan, Role, parse_plan, parse_role
 from domain.values import clean_name
 
 
-class Organisation(Aggregate):
-    """Membership and roles are read from here to authorise every command (strongly consistent)."""
+class Organisation(AuditedAggregate):
+    """Membership and roles are read from here to authorise every command (strongly consistent).
 
-    @event("Created")
-    def __init__(self, id: UUID, name: str, plan: str, owner_id: UUID, actor: str, request_id: str, request_hash: str):
-        self.name = name
-        self.request_hash = request_hash
-        self.plan = plan
-        self.members: dict[str, str] = {str(owner_id): Role.OWNER.value}
-        self.prompt_count = 0
-        self.active_api_keys = 0
-        #: Members added under an Idempotency-Key: token -> (user id, request fingerprint).
-        self.idempotent_members: dict[str, tuple[str, str]] = {}
+    Snapshots (every 100 events) hold this state: a change to the attributes below needs a
+    `class_version` bump and an upcaster, or old snapshots load without the new attribute."""
+
+    class Created(AuditedAggregate.Created):
+        name: str
+        plan: str
+        owner_id: UUID
+        request_hash: str
+
+        def apply(self, org: "Organisation") -> None:
+            org.name = self.name
+            org.request_hash = self.request_hash
+            org.plan = self.plan
+            org.members = {str(self.owner_id): Role.OWNER.value}
+            org.prompt_count = 0
+            org.active_api_keys = 0
+            #: Members added under an Idempotency-Key: token -> (user id, request fingerprint).
+            org.idempotent_members = {}
+
+    class Renamed(AuditedAggregate.Event):
+        name: str
+
+        def apply(self, org: "Organisation") -> None:
+            org.name = self.name
+
+    class PlanChanged(AuditedAggregate.Event):
+        plan: str
+
+        def apply(self, org: "Organisation") -> None:
+            org.plan = self.plan
+
+    class MemberAdded(AuditedAggregate.Event):
+        user_id: UUID
+        role: str
+        #: Token of the Idempotency-Key the member was added under ("" without one).
+        idempotency: str
+        request_hash: str
+
+        def apply(self, org: "Organisation") -> None:
+            org.members[str(self.user_id)] = self.role
+            if self.idempotency:
+                org.idempotent_members[self.idempotency] = (str(self.user_id), self.request_hash)
+
+    class MemberRoleChanged(AuditedAggregate.Event):
+        user_id: UUID
+        old_role: str
+        new_role: str
+
+        def apply(self, org: "Organisation") -> None:
+            org.members[str(self.user_id)] = self.new_role
+
+    class MemberRemoved(AuditedAggregate.Event):
+        user_id: UUID
+        role: str
+
+        def apply(self, org: "Organisation") -> None:
+            del org.members[str(self.user_id)]
+
+    class PromptAdded(AuditedAggregate.Event):
+        prompt_id: UUID
+
+        def apply(self, org: "Organisation") -> None:
+            org.prompt_count += 1
+
+    class ApiKeyAdded(AuditedAggregate.Event):
+        key_id: UUID
+
+        def apply(self, org: "Organisation") -> None:
+            org.active_api_keys += 1
+
+    class ApiKeyReleased(AuditedAggregate.Event):
+        key_id: UUID
+
+        def apply(self, org: "Organisation") -> None:
+            org.active_api_keys -= 1
 
     @classmethod
-    def create(cls, id: UUID, name: str, owner_id: UUID, actor: str, request_id: str, plan: str = "FREE",
-               request_hash: str = "") -> "Organisation":
-        return cls(
-            id=id, name=clean_name(name, what="organisation name"), plan=parse_plan(plan).value,
-            owner_id=owner_id, actor=actor, request_id=request_id, request_hash=request_hash,
-        )
+    def create(cls, id: UUID, name: str, owner_id: UUID, plan: str = "FREE", request_hash: str = "") -> "Organisation":
+        return cls._create(cls.Created, id=id, name=clean_name(name, what="organisation name"),
+                           plan=parse_plan(plan).value, owner_id=owner_id, request_hash=request_hash)
 
     # -- queries on state -------------------------------------------------------------------
     @property
@@ -41,33 +102,25 @@ class Organisation(Aggregate):
     def limits(self):
         return PLAN_LIMITS[Plan(self.plan)]
 
-    def role_of(self, user_id: UUID) -> Role | None:
-        role = self.members.get(str(user_id))
+    def role_of(self, user_id: UUID | None) -> Role | None:
+        role = self.members.get(str(user_id)) if user_id is not None else None
         return Role(role) if role else None
+
+    def permissions_of(self, user_id: UUID | None) -> frozenset[Permission]:
+        """What the member may do here (nothing for non-members)."""
+        role = self.role_of(user_id)
+        return ROLE_PERMISSIONS[role] if role else frozenset()
 
     def owners(self) -> list[str]:
         return [u for u, r in self.members.items() if r == Role.OWNER.value]
 
-    def require(self, user_id: UUID, permission: Permission) -> Role:
-        """The member's role if it grants `permission`; non-members get NotFound (no existence leak)."""
-        role = self.role_of(user_id)
-        if role is None:
-            raise NotFound("organisation not found", code="ORG_NOT_FOUND")
-        if permission not in ROLE_PERMISSIONS[role]:
-            raise Forbidden(
-                f"role {role.value!r} lacks permission {permission.value!r}",
-                code="PERMISSION_DENIED",
-                details={"required": permission.value, "role": role.value},
-            )
-        return role
-
     # -- commands ---------------------------------------------------------------------------
-    def rename(self, name: str, actor: str, request_id: str) -> None:
+    def rename(self, name: str) -> None:
         name = clean_name(name, what="organisation name")
         if name != self.name:
-            self._renamed(name=name, actor=actor, request_id=request_id)
+            self.trigger_event(self.Renamed, name=name)
 
-    def change_plan(self, plan: str, actor: str, request_id: str) -> None:
+    def change_plan(self, plan: str) -> None:
         new = parse_plan(plan)
         limits = PLAN_LIMITS[new]
         if len(self.members) > limits.members or self.prompt_count > limits.prompts or self.active_api_keys > limits.api_keys:
@@ -77,7 +130,7 @@ class Organisation(Aggregate):
                 details={"members": len(self.members), "prompts": self.prompt_count, "api_keys": self.active_api_keys},
             )
         if new.value != self.plan:
-            self._plan_changed(plan=new.value, actor=actor, request_id=request_id)
+            self.trigger_event(self.PlanChanged, plan=new.value)
 
     def member_added_for(self, idempotency: str, request_hash: str) -> str | None:
         """The user an earlier add under this idempotency token added, if any (same token, other
@@ -89,18 +142,17 @@ class Organisation(Aggregate):
             raise Conflict("Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
         return user_id
 
-    def add_member(self, user_id: UUID, role: str, by_role: Role, actor: str, request_id: str,
-                   idempotency: str = "", request_hash: str = "") -> None:
+    def add_member(self, user_id: UUID, role: str, by_role: Role, idempotency: str = "", request_hash: str = "") -> None:
         new_role = parse_role(role)
         self._guard_owner_grant(by_role, new_role)
         if str(user_id) in self.members:
             raise Conflict("user is already a member", code="MEMBER_EXISTS", details={"user_id": str(user_id)})
         if len(self.members) >= self.limits.members:
             raise LimitExceeded("member limit of the plan reached", details={"resource": "members", "limit": self.limits.members})
-        self._member_added(user_id=user_id, role=new_role.value, actor=actor, request_id=request_id,
-                           idempotency=idempotency, request_hash=request_hash)
+        self.trigger_event(self.MemberAdded, user_id=user_id, role=new_role.value, idempotency=idempotency,
+                           request_hash=request_hash)
 
-    def change_role(self, user_id: UUID, role: str, by_role: Role, actor: str, request_id: str) -> None:
+    def change_role(self, user_id: UUID, role: str, by_role: Role) -> None:
         new_role = parse_role(role)
         current = self._member_role(user_id)
         self._guard_owner_grant(by_role, new_role)
@@ -109,31 +161,29 @@ class Organisation(Aggregate):
             return
         if current == Role.OWNER and len(self.owners()) == 1:
             raise Conflict("the last owner cannot be demoted", code="LAST_OWNER")
-        self._member_role_changed(
-            user_id=user_id, old_role=current.value, new_role=new_role.value, actor=actor, request_id=request_id
-        )
+        self.trigger_event(self.MemberRoleChanged, user_id=user_id, old_role=current.value, new_role=new_role.value)
 
-    def remove_member(self, user_id: UUID, by_role: Role, actor: str, request_id: str) -> None:
+    def remove_member(self, user_id: UUID, by_role: Role) -> None:
         current = self._member_role(user_id)
         self._guard_owner_grant(by_role, current)
         if current == Role.OWNER and len(self.owners()) == 1:
             raise Conflict("the last owner cannot be removed", code="LAST_OWNER")
-        self._member_removed(user_id=user_id, role=current.value, actor=actor, request_id=request_id)
+        self.trigger_event(self.MemberRemoved, user_id=user_id, role=current.value)
 
-    def reserve_prompt(self, prompt_id: UUID, actor: str, request_id: str) -> None:
+    def reserve_prompt(self, prompt_id: UUID) -> None:
         if self.prompt_count >= self.limits.prompts:
             raise LimitExceeded("prompt limit of the plan reached", details={"resource": "prompts", "limit": self.limits.prompts})
-        self._prompt_added(prompt_id=prompt_id, actor=actor, request_id=request_id)
+        self.trigger_event(self.PromptAdded, prompt_id=prompt_id)
 
-    def reserve_api_key(self, key_id: UUID, actor: str, request_id: str) -> None:
+    def reserve_api_key(self, key_id: UUID) -> None:
         if self.active_api_keys >= self.limits.api_keys:
             raise LimitExceeded("API key limit of the plan reached", details={"resource": "api_keys", "limit": self.limits.api_keys})
-        self._api_key_added(key_id=key_id, actor=actor, request_id=request_id)
+        self.trigger_event(self.ApiKeyAdded, key_id=key_id)
 
-    def release_api_key(self, key_id: UUID, actor: str, request_id: str) -> None:
+    def release_api_key(self, key_id: UUID) -> None:
         if self.active_api_keys <= 0:
             raise Conflict("no API key slot is in use", code="API_KEY_NOT_RESERVED")
-        self._api_key_released(key_id=key_id, actor=actor, request_id=request_id)
+        self.trigger_event(self.ApiKeyReleased, key_id=key_id)
 
     # -- helpers ----------------------------------------------------------------------------
     def _member_role(self, user_id: UUID) -> Role:
@@ -146,39 +196,3 @@ class Organisation(Aggregate):
     def _guard_owner_grant(by_role: Role, role: Role) -> None:
         if role == Role.OWNER and by_role != Role.OWNER:
             raise Forbidden("only owners may grant, change or remove the owner role", code="OWNER_ROLE_REQUIRED")
-
-    # -- events -----------------------------------------------------------------------------
-    @event("Renamed")
-    def _renamed(self, name: str, actor: str, request_id: str) -> None:
-        self.name = name
-
-    @event("PlanChanged")
-    def _plan_changed(self, plan: str, actor: str, request_id: str) -> None:
-        self.plan = plan
-
-    @event("MemberAdded")
-    def _member_added(self, user_id: UUID, role: str, actor: str, request_id: str, idempotency: str,
-                      request_hash: str) -> None:
-        self.members[str(user_id)] = role
-        if idempotency:
-            self.idempotent_members[idempotency] = (str(user_id), request_hash)
-
-    @event("MemberRoleChanged")
-    def _member_role_changed(self, user_id: UUID, old_role: str, new_role: str, actor: str, request_id: str) -> None:
-        self.members[str(user_id)] = new_role
-
-    @event("MemberRemoved")
-    def _member_removed(self, user_id: UUID, role: str, actor: str, request_id: str) -> None:
-        del self.members[str(user_id)]
-
-    @event("PromptAdded")
-    def _prompt_added(self, prompt_id: UUID, actor: str, request_id: str) -> None:
-        self.prompt_count += 1
-
-    @event("ApiKeyAdded")
-    def _api_key_added(self, key_id: UUID, actor: str, request_id: str) -> None:
-        self.active_api_keys += 1
-
-    @event("ApiKeyReleased")
-    def _api_key_released(self, key_id: UUID, actor: str, request_id: str) -> None:
-        self.active_api_keys -= 1

@@ -6,41 +6,94 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.base import AuditedAggregate
 from domain.errors import Conflict, NotFound
 from domain.ids import prompt_name_index_id
-from domain.values import clean_label, clean_message, clean_model_config, clean_name, clean_tags, clean_template
+from domain.values import (
+    AUTOMATIC_LABELS, clean_label, clean_message, clean_model_config, clean_name, clean_tags, clean_template,
+)
 
 
-class Prompt(Aggregate):
+class Prompt(AuditedAggregate):
     """Version n is the n-th Created/Revised event; versions are never edited, only added."""
 
-    @event("Created")
-    def __init__(
-        self, id: UUID, org_id: UUID, name: str, template: str, variables: list[str],
-        model_config: dict[str, Any], tags: list[str], message: str, actor: str, request_id: str,
-        request_hash: str,
-    ):
-        self.org_id = org_id
-        self.name = name
-        self.versions: list[dict[str, Any]] = []
-        self.labels: dict[str, int] = {}
-        self.archived = False
-        self.request_hash = request_hash
-        #: Revisions made under an Idempotency-Key: token -> (version, request fingerprint).
-        self.idempotent_revisions: dict[str, tuple[int, str]] = {}
-        self._append_version(template, variables, model_config, tags, message, actor)
+    class Created(AuditedAggregate.Created):
+        org_id: UUID
+        name: str
+        template: str
+        variables: list[str]
+        model_config: dict[str, Any]
+        tags: list[str]
+        message: str
+        request_hash: str
+
+        def apply(self, prompt: "Prompt") -> None:
+            prompt.org_id = self.org_id
+            prompt.name = self.name
+            prompt.versions = []
+            prompt.labels = {}
+            prompt.archived = False
+            prompt.request_hash = self.request_hash
+            #: Revisions made under an Idempotency-Key: token -> (version, request fingerprint).
+            prompt.idempotent_revisions = {}
+            prompt._append_version(self)
+
+    class Revised(AuditedAggregate.Event):
+        version: int
+        org_id: UUID
+        template: str
+        variables: list[str]
+        model_config: dict[str, Any]
+        tags: list[str]
+        message: str
+        #: Token of the Idempotency-Key the revision was made under ("" without one).
+        idempotency: str
+        request_hash: str
+
+        def apply(self, prompt: "Prompt") -> None:
+            prompt._append_version(self)
+            if self.idempotency:
+                prompt.idempotent_revisions[self.idempotency] = (self.version, self.request_hash)
+
+    class LabelMoved(AuditedAggregate.Event):
+        org_id: UUID
+        label: str
+        from_version: int | None
+        to_version: int
+
+        def apply(self, prompt: "Prompt") -> None:
+            prompt.labels[self.label] = self.to_version
+
+    class LabelRemoved(AuditedAggregate.Event):
+        org_id: UUID
+        label: str
+        from_version: int
+
+        def apply(self, prompt: "Prompt") -> None:
+            del prompt.labels[self.label]
+
+    class Archived(AuditedAggregate.Event):
+        org_id: UUID
+
+        def apply(self, prompt: "Prompt") -> None:
+            prompt.archived = True
+
+    class Restored(AuditedAggregate.Event):
+        org_id: UUID
+
+        def apply(self, prompt: "Prompt") -> None:
+            prompt.archived = False
 
     @classmethod
     def create(
         cls, id: UUID, org_id: UUID, name: str, template: str, variables: list[str] | None,
-        model_config: dict[str, Any] | None, tags: list[str], message: str, actor: str, request_id: str,
-        request_hash: str = "",
+        model_config: dict[str, Any] | None, tags: list[str], message: str, request_hash: str = "",
     ) -> "Prompt":
         template, variables = clean_template(template, variables)
-        return cls(
-            id=id, org_id=org_id, name=clean_name(name), template=template, variables=variables,
+        return cls._create(
+            cls.Created, id=id, org_id=org_id, name=clean_name(name), template=template, variables=variables,
             model_config=clean_model_config(model_config), tags=clean_tags(tags), message=clean_message(message),
-            actor=actor, request_id=request_id, request_hash=request_hash,
+            request_hash=request_hash,
         )
 
     # -- queries on state -------------------------------------------------------------------
@@ -61,7 +114,7 @@ class Prompt(Aggregate):
         if version is not None:
             return self.get_version(version)
         label = label.strip().lower() if label is not None else None
-        if label is None or label == "latest":
+        if label is None or label in AUTOMATIC_LABELS:
             return self.versions[-1]
         if label not in self.labels:
             raise NotFound(f"label {label!r} is not set", code="LABEL_NOT_FOUND", details={"label": label})
@@ -69,9 +122,9 @@ class Prompt(Aggregate):
 
     # -- commands ---------------------------------------------------------------------------
     def revise(
-        self, base_version: int, actor: str, request_id: str, template: str | None = None,
-        variables: list[str] | None = None, model_config: dict[str, Any] | None = None,
-        tags: list[str] | None = None, message: str = "", idempotency: str = "", request_hash: str = "",
+        self, base_version: int, template: str | None = None, variables: list[str] | None = None,
+        model_config: dict[str, Any] | None = None, tags: list[str] | None = None, message: str = "",
+        idempotency: str = "", request_hash: str = "",
     ) -> None:
         """Add version n+1. Fields left out are inherited from the latest version.
 
@@ -88,11 +141,12 @@ class Prompt(Aggregate):
         if template is None and variables is None:
             variables = latest["variables"]
         template, variables = clean_template(template if template is not None else latest["template"], variables)
-        self._revised(
+        self.trigger_event(
+            self.Revised,
             version=self.latest_version + 1, org_id=self.org_id, template=template, variables=variables,
             model_config=clean_model_config(model_config if model_config is not None else latest["model_config"]),
             tags=clean_tags(tags if tags is not None else latest["tags"]), message=clean_message(message),
-            actor=actor, request_id=request_id, idempotency=idempotency, request_hash=request_hash,
+            idempotency=idempotency, request_hash=request_hash,
         )
 
     def revision_for(self, idempotency: str, request_hash: str) -> int | None:
@@ -105,7 +159,7 @@ class Prompt(Aggregate):
             raise Conflict("Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
         return version
 
-    def move_label(self, label: str, version: int, expected_version: int | None, actor: str, request_id: str) -> bool:
+    def move_label(self, label: str, version: int, expected_version: int | None) -> bool:
         """Point `label` at `version`. `expected_version` (0 = "label unset") is a compare-and-set.
         Returns False when the label already points there (no event)."""
         self._require_active()
@@ -120,12 +174,11 @@ class Prompt(Aggregate):
             )
         if current == version:
             return False
-        self._label_moved(
-            org_id=self.org_id, label=label, from_version=current, to_version=version, actor=actor, request_id=request_id
-        )
+        self.trigger_event(self.LabelMoved, org_id=self.org_id, label=label, from_version=current,
+                           to_version=version)
         return True
 
-    def remove_label(self, label: str, expected_version: int | None, actor: str, request_id: str) -> None:
+    def remove_label(self, label: str, expected_version: int | None) -> None:
         self._require_active()
         label = clean_label(label)
         current = self.labels.get(label)
@@ -136,64 +189,41 @@ class Prompt(Aggregate):
                 f"label {label!r} does not point at version {expected_version}", code="LABEL_CONFLICT",
                 details={"label": label, "expected_version": expected_version, "current_version": current},
             )
-        self._label_removed(org_id=self.org_id, label=label, from_version=current, actor=actor, request_id=request_id)
+        self.trigger_event(self.LabelRemoved, org_id=self.org_id, label=label, from_version=current)
 
-    def archive(self, actor: str, request_id: str) -> None:
+    def archive(self) -> None:
         if self.archived:
             raise Conflict("prompt is already archived", code="PROMPT_ARCHIVED")
-        self._archived(org_id=self.org_id, actor=actor, request_id=request_id)
+        self.trigger_event(self.Archived, org_id=self.org_id)
 
-    def restore(self, actor: str, request_id: str) -> None:
+    def restore(self) -> None:
         if not self.archived:
             raise Conflict("prompt is not archived", code="PROMPT_NOT_ARCHIVED")
-        self._restored(org_id=self.org_id, actor=actor, request_id=request_id)
+        self.trigger_event(self.Restored, org_id=self.org_id)
 
     def _require_active(self) -> None:
         if self.archived:
             raise Conflict("an archived prompt cannot be changed; restore it first", code="PROMPT_ARCHIVED")
 
-    def _append_version(self, template, variables, model_config, tags, message, actor) -> None:
+    def _append_version(self, e: "Prompt.Created | Prompt.Revised") -> None:
         self.versions.append({
-            "version": len(self.versions) + 1, "template": template, "variables": list(variables),
-            "model_config": dict(model_config), "tags": list(tags), "message": message, "author": actor,
+            "version": len(self.versions) + 1, "template": e.template, "variables": list(e.variables),
+            "model_config": dict(e.model_config), "tags": list(e.tags), "message": e.message, "author": e.actor,
         })
-
-    # -- events -----------------------------------------------------------------------------
-    @event("Revised")
-    def _revised(
-        self, version: int, org_id: UUID, template: str, variables: list[str], model_config: dict[str, Any],
-        tags: list[str], message: str, actor: str, request_id: str, idempotency: str, request_hash: str,
-    ) -> None:
-        self._append_version(template, variables, model_config, tags, message, actor)
-        if idempotency:
-            self.idempotent_revisions[idempotency] = (version, request_hash)
-
-    @event("LabelMoved")
-    def _label_moved(
-        self, org_id: UUID, label: str, from_version: int | None, to_version: int, actor: str, request_id: str
-    ) -> None:
-        self.labels[label] = to_version
-
-    @event("LabelRemoved")
-    def _label_removed(self, org_id: UUID, label: str, from_version: int, actor: str, request_id: str) -> None:
-        del self.labels[label]
-
-    @event("Archived")
-    def _archived(self, org_id: UUID, actor: str, request_id: str) -> None:
-        self.archived = True
-
-    @event("Restored")
-    def _restored(self, org_id: UUID, actor: str, request_id: str) -> None:
-        self.archived = False
 
 
 class PromptNameIndex(Aggregate):
     """Claims a prompt name within an organisation (case-insensitive)."""
 
+    class Created(Aggregate.Created):
+        org_id: UUID
+        name: str
+        prompt_id: UUID
+
     @staticmethod
     def create_id(org_id: UUID, name: str) -> UUID:
         return prompt_name_index_id(org_id, name)
 
-    @event("Created")
+    @event(Created)
     def __init__(self, org_id: UUID, name: str, prompt_id: UUID):
         self.prompt_id = prompt_id

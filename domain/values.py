@@ -37,8 +37,8 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(c) in {"Cc", "Cf", "Cs"} and c not in "\t\n\r" for c in text)
+def _has_control(text: str, allowed: str = "\t\n\r") -> bool:
+    return any(unicodedata.category(c) in {"Cc", "Cf", "Cs"} and c not in allowed for c in text)
 
 
 def clean_name(name: str, *, what: str = "name", max_len: int = MAX_NAME) -> str:
@@ -48,7 +48,7 @@ def clean_name(name: str, *, what: str = "name", max_len: int = MAX_NAME) -> str
     value = unicodedata.normalize("NFC", name).strip()
     if not value or len(value) > max_len:
         raise Invalid(f"{what} must be 1..{max_len} characters", code="INVALID_NAME", details={"max": max_len})
-    if _has_control(value) or "/" in value:
+    if _has_control(value, allowed="") or "/" in value:  # a name is one line: no tab or newline either
         raise Invalid(f"{what} may not contain control characters or '/'", code="INVALID_NAME")
     return value
 

@@ -1,11 +1,12 @@
-"""The composition root: settings -> event store, read-model engine, projections, runner.
+"""The composition root: settings -> event store, read-model engine, projections, supervisor, runners.
 
-Everything is wired here and only here; tests build a Container with their own Settings."""
+It only wires: every decision lives in domain/, application/ or projections/. Tests build a
+Container with their own Settings. `build()` is for every process (API, workers, CLI);
+`http_services()` adds what only the HTTP API needs (tokens, throttles, limiter)."""
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,37 +14,37 @@ from sqlalchemy import Engine
 
 from application import PromptForge
 from interfaces.event_store import eventsourcing_env
-from interfaces.observability.metrics import Metrics, ProjectionCollector, instrument_commands
+from interfaces.observability.metrics import Metrics, ProjectionCollector
 from interfaces.schema_lock import schema_lock
 from interfaces.settings import Settings
+from interfaces.startup import reachable
 from projections import catchup, tracking
 from projections.api_keys import ApiKeys
 from projections.audit import AuditLog
 from projections.base import Projection
-from projections.catalogue import Catalogue
+from projections.catalogue import Catalogue, KeywordSearch
 from projections.db import create_schema, make_engine
 from projections.label_history import LabelHistory
 from projections.memberships import Memberships
-from projections.registry import SQL_PROJECTIONS
-from projections.sessions import Sessions
-from projections.keyword_search import KeywordSearch
+from projections.registry import RETIRED, SQL_PROJECTIONS
 from projections.search import SearchService
+from projections.sessions import Sessions
 from projections.source import ApplicationEventSource
-from projections.vector_projection import VectorProjection
+from projections.supervisor import VECTORS, ProjectionSupervisor
 from projections.vectors.index import VectorIndexError, VectorIndexUnavailable
-from projections.versions import VersionHistory
+from projections.vectors.projection import VectorProjection
 from workers.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ProjectionStatus:
-    name: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float
+class HttpServices:
+    """What only the HTTP API needs, built once per app."""
+
+    tokens: Any
+    login_throttle: Any
+    rate_limiter: Any
 
 
 @dataclass
@@ -51,115 +52,26 @@ class Container:
     settings: Settings
     app: PromptForge
     engine: Engine
-    projections: dict[str, Projection]
-    source: ApplicationEventSource
-    runner: ProjectionRunner | None = None
-    #: Separate thread for the vector projection, so a slow model load or embedding batch never
-    #: holds up the SQL read models (read-your-writes waits on those).
-    vector_runner: ProjectionRunner | None = None
-    vector_projection: VectorProjection | None = None
-    search: SearchService | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    catalogue: Catalogue
+    label_history: LabelHistory
+    memberships: Memberships
+    api_keys: ApiKeys
+    audit: AuditLog
+    sessions: Sessions
+    supervisor: ProjectionSupervisor
+    search: SearchService
     #: Prometheus metrics of this container (its own registry; interfaces.observability).
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics
+    vector_projection: VectorProjection | None = None
+    #: Why the vector index was not opened in this process (e.g. the shard is held elsewhere).
+    vectors_error: str | None = None
+    runners: list[ProjectionRunner] = field(default_factory=list)
+    nudger: Any = None
 
     @property
-    def projection_names(self) -> list[str]:
-        """Every projection, SQL read models first (the vector projection reads the catalogue)."""
-        return list(self.projections) + ([VectorProjection.name] if self.vector_projection else [])
-
-    # -- typed access to the read models ----------------------------------------------------
-    @property
-    def catalogue(self) -> Catalogue:
-        return self.projections["catalogue"]  # type: ignore[return-value]
-
-    @property
-    def versions(self) -> VersionHistory:
-        return self.projections["versions"]  # type: ignore[return-value]
-
-    @property
-    def label_history(self) -> LabelHistory:
-        return self.projections["label_history"]  # type: ignore[return-value]
-
-    @property
-    def memberships(self) -> Memberships:
-        return self.projections["memberships"]  # type: ignore[return-value]
-
-    @property
-    def api_keys(self) -> ApiKeys:
-        return self.projections["api_keys"]  # type: ignore[return-value]
-
-    @property
-    def audit(self) -> AuditLog:
-        return self.projections["audit"]  # type: ignore[return-value]
-
-    @property
-    def sessions(self) -> Sessions:
-        return self.projections["sessions"]  # type: ignore[return-value]
-
-    # -- projection driving -----------------------------------------------------------------
-    def catch_up(self, name: str | None = None) -> int:
-        """Fold all pending events into one projection (or all of them), synchronously."""
-        names = [name] if name else self.projection_names
-        batch = self.settings.projection_batch_size
-        return sum(self._catch_up_one(n, batch) for n in names)
-
-    def _catch_up_one(self, name: str, batch: int, progress=None) -> int:
-        if name == VectorProjection.name and self.vector_projection is not None:
-            return self.vector_projection.catch_up(self.source, min(batch, 256), progress)
-        return catchup.catch_up(self.projections[name], self.source, batch, progress)
-
-    def catch_up_jobs(self, sql: bool = True, vectors: bool = True):
-        batch = self.settings.projection_batch_size
-        names = (list(self.projections) if sql else []) + (
-            [VectorProjection.name] if vectors and self.vector_projection else [])
-        return [lambda n=n: self._catch_up_one(n, batch) for n in names]
-
-    def rebuild(self, name: str, progress=None) -> int:
-        if name == VectorProjection.name and self.vector_projection is not None:
-            self.vector_projection.reset()
-        else:
-            catchup.reset(self.projections[name])
-        return self._catch_up_one(name, self.settings.projection_batch_size, progress)
-
-    def status(self) -> list[ProjectionStatus]:
-        """Position, head and lag of each projection. Lag in seconds is the age of the oldest
-        event the projection has not applied yet (0 when up to date)."""
-        head = self.source.head()
-        positions = tracking.read_all(self.engine)
-        out = []
-        names = self.projection_names + [n for n in sorted(positions) if n not in self.projection_names]
-        for name in names:
-            position = positions[name].position if name in positions else 0
-            lag_seconds = 0.0
-            if position < head:
-                pending = self.source.read(position, 1)
-                lag_seconds = max(0.0, time.time() - _epoch(pending[0].at)) if pending else 0.0
-            out.append(ProjectionStatus(name, position, head, max(0, head - position), lag_seconds))
-        return out
-
-    def wait_for(self, position: int, timeout: float, names: list[str] | None = None) -> bool:
-        """Block until every named projection has reached `position` (read-your-writes)."""
-        deadline = time.monotonic() + timeout
-        names = names or list(self.projections)
-        while True:
-            positions = tracking.read_all(self.engine)
-            if all(positions.get(n) and positions[n].position >= position for n in names):
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            for runner in self.runners:
-                runner.wake()
-            if self.runner is not None:
-                with self.runner.progress:
-                    self.runner.progress.wait(min(remaining, 0.05))
-            else:
-                time.sleep(min(remaining, 0.02))
-
-    @property
-    def runners(self) -> list[ProjectionRunner]:
-        return [r for r in (self.runner, self.vector_runner) if r is not None]
+    def projections(self) -> dict[str, Projection]:
+        """The SQL read models by name."""
+        return self.supervisor.sql
 
     def start(self) -> None:
         for runner in self.runners:
@@ -173,14 +85,6 @@ class Container:
             self.vector_projection.index.close()
         self.app.close()
         self.engine.dispose()
-
-
-def _epoch(value) -> float:
-    from datetime import timezone
-
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
 
 
 _embedders: dict[str | None, Any] = {}
@@ -197,33 +101,43 @@ def _shared_embedder(model_path: str | None):
         return _embedders[model_path]
 
 
-def _wire_search(container: Container) -> None:
-    """Vector index (Qdrant server or in-process qdrant-edge), embedder, vector projection, search."""
-
-    settings = container.settings
+def _open_index(settings: Settings):
     if settings.qdrant_url:
         from projections.vectors.qdrant_server import QdrantServerIndex
 
-        index = QdrantServerIndex.from_url(settings.qdrant_url, collection=settings.qdrant_collection)
-    else:
-        from projections.vectors.qdrant_edge import QdrantEdgeIndex
+        return QdrantServerIndex.from_url(settings.qdrant_url, collection=settings.qdrant_collection)
+    from projections.vectors.qdrant_edge import QdrantEdgeIndex
 
-        index = QdrantEdgeIndex(settings.data_dir / "vectors")
+    return QdrantEdgeIndex(settings.data_dir / "vectors")
+
+
+def _vector_projection(settings: Settings, app: PromptForge, engine: Engine,
+                       metrics: Metrics) -> tuple[VectorProjection | None, str | None]:
+    """The vector projection over a Qdrant server or the in-process qdrant-edge shard, or why not."""
+    index = _open_index(settings)
     try:
         index.ensure_ready()
     except VectorIndexUnavailable:  # a Qdrant outage must not stop commands; the projection retries
         pass
     except VectorIndexError as exc:  # e.g. the embedded shard is held by another process
         log.warning("vector index not opened (%s); semantic search disabled in this process", exc)
-        container.extras["vectors_error"] = str(exc)
-        return
-    embedder = _shared_embedder(settings.model_path)
-    with schema_lock(settings.event_store_url):
-        tracking.ensure(container.engine, VectorProjection.name)
-    container.vector_projection = VectorProjection(container.engine, index, embedder, container.catalogue,
-                                                   on_embed=container.metrics.observe_embedding)
-    container.search = SearchService(container.catalogue, KeywordSearch(container.engine), index, embedder,
-                                     observe=container.metrics.observe_search)
+        return None, str(exc)
+    return VectorProjection(engine, index, _shared_embedder(settings.model_path), app.prompt_content,
+                            on_embed=metrics.observe_embedding), None
+
+
+def _index_freshness(supervisor: ProjectionSupervisor, timeout: float):
+    """How far the vector index lags, for the search service (projections.search.IndexFreshness)."""
+
+    def notice(min_position: int | None) -> str | None:
+        if min_position and not supervisor.wait_for(min_position, timeout, [VECTORS]):
+            return "the vector index has not reached min_position yet: semantic results may miss recent changes"
+        positions = supervisor.positions()
+        if positions.get(VECTORS, 0) < positions.get(Catalogue.name, 0):
+            return "the vector index is catching up: semantic results may miss recent changes"
+        return None
+
+    return notice
 
 
 def build(settings: Settings | None = None, *, vectors: bool | None = None) -> Container:
@@ -231,32 +145,64 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     index is the single-process embedded engine, which the API process owns)."""
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    reachable(settings)  # bounded retries, then one clear line (adr/0010)
     engine = make_engine(settings.read_model_url, pool_size=settings.db_pool_size)
     with schema_lock(settings.event_store_url):  # start-up DDL, one process at a time
         app = PromptForge(env=eventsourcing_env(settings.event_store_url, settings.db_pool_size))
         create_schema(engine)
-        projections = {cls.name: cls(engine) for cls in SQL_PROJECTIONS}
-        for name in projections:
-            tracking.ensure(engine, name)
-    container = Container(settings, app, engine, projections, ApplicationEventSource(app))
-    instrument_commands(app, container.metrics)  # promptforge_commands_total, in this one place
-    container.metrics.add_collector(ProjectionCollector(container.status))
+        sql = {cls.name: cls(engine) for cls in SQL_PROJECTIONS}
+        for projection in [*SQL_PROJECTIONS, *([VectorProjection] if settings.vectors_enabled else [])]:
+            if catchup.sync_schema(engine, projection):
+                log.warning("projection %s changed shape: replaying it from the log", projection.name)
+        for name in RETIRED:
+            tracking.forget(engine, name)
+    metrics = Metrics()
+    app.command_observer = metrics.observe_command  # promptforge_commands_total
+    vector_projection, vectors_error = None, None
     if settings.vectors_enabled if vectors is None else vectors:
-        _wire_search(container)
-    if container.search is None:  # keyword search always answers; semantic says it is unavailable
-        container.search = SearchService(container.catalogue, KeywordSearch(container.engine), None, None,
-                                         observe=container.metrics.observe_search)
-    poll = settings.projection_poll_seconds
-    if settings.run_projections_inprocess:
-        container.runner = ProjectionRunner(container.catch_up_jobs(vectors=False), poll)
-        app.add_commit_listener(container.runner.wake)
-    # The embedded vector engine is single-process: the process that opened it projects into it.
-    if container.vector_projection is not None and (settings.run_projections_inprocess or not settings.qdrant_url):
-        container.vector_runner = ProjectionRunner(container.catch_up_jobs(sql=False), poll, name="vector-runner")
-        app.add_commit_listener(container.vector_runner.wake)
+        vector_projection, vectors_error = _vector_projection(settings, app, engine, metrics)
+    supervisor = ProjectionSupervisor(engine, ApplicationEventSource(app), sql, vectors=vector_projection,
+                                      vectors_enabled=settings.vectors_enabled,
+                                      batch_size=settings.projection_batch_size)
+    keyword = KeywordSearch(engine)
+    index = vector_projection.index if vector_projection else None
+    embedder = vector_projection.embedder if vector_projection else None
+    search = SearchService(sql[Catalogue.name], keyword, index, embedder,
+                           freshness=_index_freshness(supervisor, settings.query_wait_seconds) if index else None,
+                           observe=metrics.observe_search)
+    container = Container(
+        settings, app, engine, sql["catalogue"], sql["label_history"], sql["memberships"], sql["api_keys"],
+        sql["audit"], sql["sessions"], supervisor, search, metrics, vector_projection, vectors_error,
+    )
+    metrics.add_collector(ProjectionCollector(supervisor.status))
+    _wire_runners(container)
     if settings.redis_url:
         from workers.broker import Nudger, make_broker
 
-        container.extras["nudger"] = Nudger(make_broker(settings.redis_url))
-        app.add_commit_listener(container.extras["nudger"])
+        container.nudger = Nudger(make_broker(settings.redis_url))
+        app.add_commit_listener(container.nudger)
     return container
+
+
+def _wire_runners(container: Container) -> None:
+    settings, supervisor = container.settings, container.supervisor
+    poll = settings.projection_poll_seconds
+    if settings.run_projections_inprocess:
+        runner = ProjectionRunner(lambda: supervisor.catch_up(list(supervisor.sql)), poll)
+        container.runners.append(runner)
+    # The embedded vector engine is single-process: the process that opened it projects into it.
+    # Its own thread, so a model load or an embedding batch never holds up the SQL read models.
+    if container.vector_projection is not None and (settings.run_projections_inprocess or not settings.qdrant_url):
+        container.runners.append(ProjectionRunner(lambda: supervisor.catch_up([VECTORS]), poll, name="vector-runner"))
+    for runner in container.runners:
+        container.app.add_commit_listener(runner.wake)
+        supervisor.wakers.append(runner.wake)
+
+
+def http_services(container: Container) -> HttpServices:
+    from interfaces.http.ratelimit import RateLimiter
+    from interfaces.http.security import TokenService
+    from interfaces.http.throttling import LoginThrottle
+
+    settings = container.settings
+    return HttpServices(TokenService(settings), LoginThrottle(settings), RateLimiter(settings))

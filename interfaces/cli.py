@@ -13,10 +13,16 @@ from interfaces.settings import Settings
 
 def _container(vectors: bool = False):
     """A container for one-shot commands: projections driven synchronously, no background runner;
-    the vector index is opened only when the command needs it (the embedded engine is single-process)."""
+    the vector index is opened only when the command needs it (the embedded engine is single-process)
+    and only if the deployment has one (PROMPTFORGE_VECTORS_ENABLED)."""
     from interfaces.bootstrap import build
+    from interfaces.startup import StartupError
 
-    return build(Settings(inprocess_projections=False), vectors=vectors)
+    settings = Settings(inprocess_projections=False)
+    try:
+        return build(settings, vectors=vectors and settings.vectors_enabled)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -37,11 +43,17 @@ def serve(host: str, port: int, workers: int) -> None:
 
     from pydantic import ValidationError
 
+    from interfaces.startup import StartupError, reachable
+
     try:
         settings = Settings()  # fail fast on invalid configuration, before forking workers
     except ValidationError as exc:
         raise click.ClickException("invalid configuration: " + "; ".join(
             str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())) from None
+    try:
+        reachable(settings)  # wait (bounded) for the databases, or stop with one line (adr/0010)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each uvicorn worker counts into its own files here; whichever one answers /metrics
         # aggregates them all (interfaces.observability.metrics). Fresh per start: no stale counts.
@@ -75,15 +87,16 @@ def projections_status(as_json: bool) -> None:
     """Each projection's position, the head of the log, lag in events and seconds."""
     container = _container()
     try:
-        rows = container.status()
+        rows = container.supervisor.status()
     finally:
         container.close()
     if as_json:
-        click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+        click.echo(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
         return
-    click.echo(f"{'projection':<16}{'position':>10}{'head':>10}{'lag':>8}{'lag (s)':>10}")
+    click.echo(f"{'projection':<16}{'position':>10}{'head':>10}{'lag':>8}{'lag (s)':>10}  error")
     for r in rows:
-        click.echo(f"{r.name:<16}{r.position:>10}{r.head:>10}{r.lag_events:>8}{r.lag_seconds:>10.1f}")
+        error = f"  FAILING since {r.failed_at:%Y-%m-%d %H:%M:%S}: {r.error}" if r.error else ""
+        click.echo(f"{r.name:<16}{r.position:>10}{r.head:>10}{r.lag_events:>8}{r.lag_seconds:>10.1f}{error}")
 
 
 @projections.command("rebuild")
@@ -95,19 +108,20 @@ def projections_rebuild(name: str | None, all_: bool) -> None:
 
     container = _container(vectors=all_ or name == "vectors")
     try:
-        if (all_ or name == "vectors") and "vectors_error" in container.extras:
-            raise click.ClickException(
-                f"cannot open the vector index ({container.extras['vectors_error']}): stop the API first, "
-                "or rebuild the SQL projections by name")
-        names = container.projection_names if all_ else [name] if name else []
-        unknown = [n for n in names if n not in container.projection_names]
+        supervisor = container.supervisor
+        names = supervisor.names if all_ else [name] if name else []
+        unknown = [n for n in names if n not in supervisor.names]
         if not names or unknown:
-            raise click.UsageError(f"name one of {', '.join(container.projection_names)} or pass --all")
-        head = container.source.head()
+            raise click.UsageError(f"name one of {', '.join(supervisor.names)} or pass --all")
+        if "vectors" in names and container.vector_projection is None:
+            raise click.ClickException(
+                f"cannot open the vector index ({container.vectors_error}): stop the API first, "
+                "or rebuild the SQL projections by name")
+        head = supervisor.source.head()
         for n in names:
             started = time.perf_counter()
             with tqdm(total=head, desc=n, unit="ev") as bar:
-                applied = container.rebuild(n, progress=bar.update)
+                applied = supervisor.rebuild(n, progress=bar.update)
             elapsed = time.perf_counter() - started
             click.echo(f"{n}: {applied} events in {elapsed:.2f}s ({applied / elapsed if elapsed else 0:,.0f} events/s)")
     finally:
@@ -128,7 +142,7 @@ def seed_demo(corpus: Path, limit: int | None) -> None:
     try:
         with tqdm(desc="prompts", unit="prompt") as bar:
             summary = run_seed(container.app, corpus, limit=limit, progress=bar.update)
-        container.catch_up()
+        container.supervisor.catch_up()
     finally:
         container.close()
     click.echo(json.dumps(summary, indent=2))

@@ -49,7 +49,7 @@ def seed_demo(app: PromptForge, corpus: Path, limit: int | None = None, seed: in
         org = app.create_organisation(owner, org_name, "seed", idempotency_key=f"seed-org-{i}").id
         orgs.append(org)
         if app.get_organisation(owner, org).plan != "PRO":
-            app.change_plan(owner, org, "PRO", "seed")
+            app.update_organisation(owner, org, "seed", plan="PRO")
             app.add_member(owner, org, "developer", "seed", user_id=users["developer"])
             app.add_member(owner, org, "reviewer", "seed", user_id=users["reviewer"])
     dev, rev = Principal.user(users["developer"]), Principal.user(users["reviewer"])

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     projection_batch_size: int = Field(500, ge=1, le=10_000)
     query_wait_seconds: float = Field(2.0, ge=0, le=30)
     db_pool_size: int = Field(20, ge=1, le=200)
+    #: How long start-up waits for the event store and read-model database before giving up.
+    startup_timeout_seconds: float = Field(30.0, ge=0, le=600)
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_issuer: str = "promptforge"
@@ -45,7 +47,11 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     log_level: str = "INFO"
     max_body_bytes: int = Field(2_097_152, ge=1024)  # a 256 KiB template sent as \u escapes is 1.5 MiB
+    #: Login attempts per minute per account from one client address (and 10x that per account
+    #: from all addresses together); see interfaces.http.throttling.
     login_attempts_per_minute: int = Field(10, ge=1)
+    #: Login attempts per minute from one client address, whatever the accounts.
+    login_attempts_per_address_per_minute: int = Field(30, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)
     #: Port of the dramatiq worker's Prometheus endpoint (/metrics); 0 disables it.
     worker_metrics_port: int = Field(9100, ge=0, le=65535)

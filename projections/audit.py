@@ -5,13 +5,12 @@ request fingerprints and templates never do. Index aggregates (unique email / pr
 are storage mechanics, not actions, and are not audited."""
 from __future__ import annotations
 
-import base64
-import json
 import re
 from datetime import datetime
+from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, Table, select
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, Table
 
 from domain.errors import Invalid
 from domain.prompt import PromptNameIndex
@@ -19,6 +18,8 @@ from domain.user import EmailIndex
 from projections.base import AppendOnlyProjection, json_safe
 from projections.db import metadata
 from projections.events import Envelope
+from projections.paging import clamp, decode_cursor, encode_cursor
+from projections.tenancy import rows_of
 
 audit_log = Table(
     "rm_audit_log", metadata,
@@ -40,8 +41,6 @@ SAFE_DETAILS = frozenset({
     "name", "tags", "message", "version", "label", "from_version", "to_version", "user_id", "role", "old_role",
     "new_role", "plan", "prefix", "permissions", "reason", "prompt_id", "key_id", "owner_id", "generation",
 })
-SKIPPED = (EmailIndex.Event, PromptNameIndex.Event)
-MAX_PAGE = 200
 
 
 def _snake(name: str) -> str:
@@ -53,10 +52,10 @@ class AuditLog(AppendOnlyProjection):
     table = audit_log
     tables = (audit_log,)
 
-    def fallback_row(self, env: Envelope) -> dict | None:
-        e = env.event
-        if isinstance(e, SKIPPED):
-            return None
+    @singledispatchmethod
+    def row(self, event: Any, env: Envelope) -> dict[str, Any] | None:
+        """Every event is an action, except the index aggregates' (storage mechanics)."""
+        e = event
         aggregate, _, event_name = type(e).__qualname__.rpartition(".")
         details = {k: json_safe(v) for k, v in vars(e).items() if k in SAFE_DETAILS}
         return dict(
@@ -65,13 +64,21 @@ class AuditLog(AppendOnlyProjection):
             target_id=env.target_id, request_id=env.request_id[:128], details=details,
         )
 
+    @row.register
+    def _(self, event: EmailIndex.Event, env: Envelope) -> dict[str, Any] | None:
+        return None
+
+    @row.register
+    def _(self, event: PromptNameIndex.Event, env: Envelope) -> dict[str, Any] | None:
+        return None
+
     def query(
         self, org_id: str, *, actor: str | None = None, action: str | None = None, target_id: str | None = None,
         since: datetime | None = None, until: datetime | None = None, cursor: str | None = None, limit: int = 50,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; the cursor is the last position returned."""
         t = audit_log
-        query = select(t).where(t.c.org_id == str(org_id))
+        query = rows_of(t, org_id)
         if actor:
             query = query.where(t.c.actor == actor)
         if action:
@@ -83,25 +90,18 @@ class AuditLog(AppendOnlyProjection):
         if until:
             query = query.where(t.c.occurred_at < until)
         if cursor:
-            query = query.where(t.c.position < _decode(cursor))
-        limit = max(1, min(limit, MAX_PAGE))
+            query = query.where(t.c.position < _position(cursor))
+        limit = clamp(limit)
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query.order_by(t.c.position.desc()).limit(limit + 1))]
         if len(rows) > limit:
             rows = rows[:limit]
-            return rows, _encode(rows[-1]["position"])
+            return rows, encode_cursor("audit", rows[-1]["position"])
         return rows, None
 
 
-def _encode(position: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"p": position}).encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> int:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["p"]
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
-            raise ValueError
-        return value
-    except (ValueError, KeyError, TypeError):
-        raise Invalid("invalid cursor", code="INVALID_CURSOR") from None
+def _position(cursor: str) -> int:
+    kind, value = decode_cursor(cursor, 2)
+    if kind != "audit" or not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise Invalid("invalid or foreign cursor", code="INVALID_CURSOR")
+    return value

@@ -1,45 +1,44 @@
-"""The projection contract: fold one event into tables, inside a transaction given to it."""
+"""The projection contract: fold events into tables, inside a transaction given to it.
+
+Handlers are `functools.singledispatchmethod`s keyed by event class:
+
+    class Catalogue(Projection):
+        @singledispatchmethod
+        def when(self, event, env, conn): ...          # events it ignores
+
+        @when.register
+        def _(self, event: Prompt.Created, env, conn): ...
+
+Handlers must be deterministic functions of the event (no clock, no randomness), so a rebuild
+from zero reproduces the live tables row for row. A projection reads and writes only its own
+`tables`, never another projection's (each can lag, fail or rebuild on its own).
+`schema_version` names the layout of the tables and the fold: change either, bump it, and the tables are
+dropped, recreated and replayed at the next start (tracking.sync_schema)."""
 from __future__ import annotations
 
+from functools import singledispatchmethod
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, Table, delete, insert
 
 from projections.events import Envelope
 
+
 class Projection:
-    """Subclasses declare `name`, `tables` and `handlers` (event class -> method name).
-
-    Handlers must be deterministic functions of the event (no clock, no randomness), so a
-    rebuild from zero reproduces the live tables row for row."""
-
     name: ClassVar[str]
+    schema_version: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]]
-    handlers: ClassVar[dict[type, str]] = {}
 
     def __init__(self, engine: Engine):
         self.engine = engine
 
     def fold(self, conn: Connection, batch: list[Envelope]) -> None:
         """Fold a batch of events, in log order, inside the catch-up transaction."""
-        for envelope in batch:
-            self.apply(conn, envelope)
+        for env in batch:
+            self.when(env.event, env, conn)
 
-    def apply(self, conn: Connection, envelope: Envelope) -> None:
-        handler = self._handler(envelope)
-        if handler is not None:
-            handler(conn, envelope)
-        else:
-            self.fallback(conn, envelope)
-
-    def _handler(self, envelope: Envelope):
-        for cls in type(envelope.event).__mro__:
-            method = self.handlers.get(cls)
-            if method is not None:
-                return getattr(self, method)
-        return None
-
-    def fallback(self, conn: Connection, envelope: Envelope) -> None:
+    @singledispatchmethod
+    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
         """Events this projection does not care about."""
 
     def reset(self, conn: Connection) -> None:
@@ -49,26 +48,21 @@ class Projection:
 
 
 class AppendOnlyProjection(Projection):
-    """A projection that only ever inserts rows into `table`: its handlers (and `fallback_row`)
-    *return* the row of an event, and a batch is written with one executemany. One statement per
-    event capped these projections at ~5.7k rows/s on Postgres; batched inserts reach ~55k
+    """A projection that only ever inserts rows into `table`: its handlers (`row`) *return* the row
+    of an event, and a batch is written with one executemany. One statement per event capped these
+    projections at ~5.7k rows/s on Postgres; batched inserts reach ~55k
     (bench/results/rebuild_throughput.md)."""
 
     table: ClassVar[Table]
 
     def fold(self, conn: Connection, batch: list[Envelope]) -> None:
-        rows = [row for envelope in batch if (row := self.row(envelope)) is not None]
+        rows = [row for env in batch if (row := self.row(env.event, env)) is not None]
         if rows:
             conn.execute(insert(self.table), rows)
 
-    def apply(self, conn: Connection, envelope: Envelope) -> None:
-        self.fold(conn, [envelope])
-
-    def row(self, envelope: Envelope) -> dict[str, Any] | None:
-        handler = self._handler(envelope)
-        return handler(envelope) if handler is not None else self.fallback_row(envelope)
-
-    def fallback_row(self, envelope: Envelope) -> dict[str, Any] | None:
+    @singledispatchmethod
+    def row(self, event: Any, env: Envelope) -> dict[str, Any] | None:
+        """The row an event adds (None: the event adds nothing)."""
         return None
 
 

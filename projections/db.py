@@ -1,26 +1,26 @@
-"""Read-model database: engine construction, shared metadata and the tracking table."""
+"""Read-model database: engines, shared metadata, and the one way to open a write transaction.
+
+SQLite (embedded default) runs in WAL mode, where readers never wait for the writer. Only write
+transactions take the database's write lock at BEGIN (`BEGIN IMMEDIATE`, so concurrent writers
+queue on the busy timeout instead of failing on a lock upgrade); reads begin deferred and keep
+reading the last committed state while a write is in progress. Every write goes through
+`write(engine)`; a plain `engine.connect()` is for reads.
+"""
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Engine, MetaData, String, Table, create_engine, event
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
-
-#: One row per projection: the last log position folded in, written in the same transaction
-#: as the rows it produced, and advanced only by compare-and-set.
-tracking = Table(
-    "projection_tracking",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("position", BigInteger, nullable=False, default=0),
-    Column("event_at", DateTime(timezone=True), nullable=True),
-)
+_WRITE = "promptforge_write"
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """SQLite: WAL + `BEGIN IMMEDIATE` so concurrent writers queue instead of deadlocking.
-    Postgres: psycopg 3 with a pool sized like the API's thread pool."""
+    """SQLite: WAL, deferred reads, immediate writes. Postgres: psycopg 3 with a bounded pool."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
@@ -42,12 +42,24 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn):  # pragma: no cover
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+@contextmanager
+def write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: committed on success, rolled back on any exception."""
+    with engine.connect().execution_options(**{_WRITE: True}) as conn:
+        with conn.begin():
+            yield conn
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
 
 
 def create_schema(engine: Engine) -> None:

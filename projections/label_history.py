@@ -1,14 +1,17 @@
 """Label history: every move and removal of a label (from, to, who, when)."""
 from __future__ import annotations
 
+from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, select
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table
 
 from domain.prompt import Prompt
 from projections.base import AppendOnlyProjection
 from projections.db import metadata
 from projections.events import Envelope
+from projections.paging import clamp
+from projections.tenancy import rows_of
 
 label_moves = Table(
     "rm_label_moves", metadata,
@@ -21,25 +24,36 @@ label_moves = Table(
     Column("actor", String(80), nullable=False),
     Column("moved_at", DateTime(timezone=True), nullable=False),
 )
+MAX_PAGE = 500
+
+
+def _move(env: Envelope, to_version: int | None) -> dict[str, Any]:
+    e = env.event
+    return dict(org_id=env.org_id, prompt_id=env.target_id, position=env.position, label=e.label,
+                from_version=e.from_version, to_version=to_version, actor=env.actor, moved_at=env.at)
 
 
 class LabelHistory(AppendOnlyProjection):
     name = "label_history"
     table = label_moves
     tables = (label_moves,)
-    handlers = {Prompt.LabelMoved: "_moved", Prompt.LabelRemoved: "_moved"}
 
-    def _moved(self, env: Envelope) -> dict:
-        e = env.event
-        return dict(
-            org_id=env.org_id, prompt_id=env.target_id, position=env.position, label=e.label,
-            from_version=e.from_version, to_version=getattr(e, "to_version", None), actor=env.actor, moved_at=env.at,
-        )
+    @singledispatchmethod
+    def row(self, event: Any, env: Envelope) -> dict[str, Any] | None:
+        return None
+
+    @row.register
+    def _(self, event: Prompt.LabelMoved, env: Envelope) -> dict[str, Any] | None:
+        return _move(env, event.to_version)
+
+    @row.register
+    def _(self, event: Prompt.LabelRemoved, env: Envelope) -> dict[str, Any] | None:
+        return _move(env, None)
 
     def list(self, org_id: str, prompt_id: str, label: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         t = label_moves
-        query = select(t).where(t.c.org_id == str(org_id), t.c.prompt_id == str(prompt_id))
+        query = rows_of(t, org_id).where(t.c.prompt_id == str(prompt_id))
         if label:
             query = query.where(t.c.label == label)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(t.c.position).limit(min(limit, 500)))]
+            return [dict(r._mapping) for r in conn.execute(query.order_by(t.c.position).limit(clamp(limit, MAX_PAGE)))]

@@ -1,6 +1,7 @@
 """Organisations, their members, and the users' directory (per user: orgs; per org: members)."""
 from __future__ import annotations
 
+from functools import singledispatchmethod
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Integer, String, Table, delete, insert, select, update
@@ -10,6 +11,7 @@ from domain.user import User
 from projections.base import Projection
 from projections.db import metadata
 from projections.events import Envelope
+from projections.tenancy import rows_of
 
 organisations = Table(
     "rm_organisations", metadata,
@@ -41,58 +43,64 @@ users = Table(
 class Memberships(Projection):
     name = "memberships"
     tables = (users, organisations, memberships)
-    handlers = {
-        User.Registered: "_registered", Organisation.Created: "_org_created", Organisation.Renamed: "_renamed",
-        Organisation.PlanChanged: "_plan", Organisation.MemberAdded: "_member_added",
-        Organisation.MemberRoleChanged: "_role_changed", Organisation.MemberRemoved: "_member_removed",
-        Organisation.PromptAdded: "_counts", Organisation.ApiKeyAdded: "_counts",
-        Organisation.ApiKeyReleased: "_counts",
-    }
+    @singledispatchmethod
+    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+        pass
 
-    def _registered(self, conn: Connection, env: Envelope) -> None:
-        e = env.event
-        conn.execute(insert(users).values(user_id=env.target_id, email=e.email, display_name=e.display_name,
+    @when.register
+    def _(self, event: User.Registered, env: Envelope, conn: Connection) -> None:
+        conn.execute(insert(users).values(user_id=env.target_id, email=event.email, display_name=event.display_name,
                                           registered_at=env.at))
 
-    def _org_created(self, conn: Connection, env: Envelope) -> None:
-        e = env.event
+    @when.register
+    def _(self, event: Organisation.Created, env: Envelope, conn: Connection) -> None:
         conn.execute(insert(organisations).values(
-            org_id=env.org_id, name=e.name, plan=e.plan, prompt_count=0, active_api_keys=0, created_at=env.at,
+            org_id=env.org_id, name=event.name, plan=event.plan, prompt_count=0, active_api_keys=0, created_at=env.at,
             created_by=env.actor, position=env.position))
-        conn.execute(insert(memberships).values(org_id=env.org_id, user_id=str(e.owner_id), role="owner", since=env.at))
+        conn.execute(insert(memberships).values(org_id=env.org_id, user_id=str(event.owner_id), role="owner",
+                                                since=env.at))
 
-    def _org(self, conn: Connection, env: Envelope, **values: Any) -> None:
+    @staticmethod
+    def _org(conn: Connection, env: Envelope, **values: Any) -> None:
         conn.execute(update(organisations).where(organisations.c.org_id == env.org_id)
                      .values(position=env.position, **values))
 
-    def _renamed(self, conn: Connection, env: Envelope) -> None:
-        self._org(conn, env, name=env.event.name)
+    @when.register
+    def _(self, event: Organisation.Renamed, env: Envelope, conn: Connection) -> None:
+        self._org(conn, env, name=event.name)
 
-    def _plan(self, conn: Connection, env: Envelope) -> None:
-        self._org(conn, env, plan=env.event.plan)
+    @when.register
+    def _(self, event: Organisation.PlanChanged, env: Envelope, conn: Connection) -> None:
+        self._org(conn, env, plan=event.plan)
 
-    def _counts(self, conn: Connection, env: Envelope) -> None:
-        name = type(env.event).__name__
-        if name == "PromptAdded":
-            self._org(conn, env, prompt_count=organisations.c.prompt_count + 1)
-        else:
-            delta = 1 if name == "ApiKeyAdded" else -1
-            self._org(conn, env, active_api_keys=organisations.c.active_api_keys + delta)
+    @when.register
+    def _(self, event: Organisation.PromptAdded, env: Envelope, conn: Connection) -> None:
+        self._org(conn, env, prompt_count=organisations.c.prompt_count + 1)
 
-    def _member_added(self, conn: Connection, env: Envelope) -> None:
-        e = env.event
-        conn.execute(insert(memberships).values(org_id=env.org_id, user_id=str(e.user_id), role=e.role, since=env.at))
+    @when.register
+    def _(self, event: Organisation.ApiKeyAdded, env: Envelope, conn: Connection) -> None:
+        self._org(conn, env, active_api_keys=organisations.c.active_api_keys + 1)
+
+    @when.register
+    def _(self, event: Organisation.ApiKeyReleased, env: Envelope, conn: Connection) -> None:
+        self._org(conn, env, active_api_keys=organisations.c.active_api_keys - 1)
+
+    @when.register
+    def _(self, event: Organisation.MemberAdded, env: Envelope, conn: Connection) -> None:
+        conn.execute(insert(memberships).values(org_id=env.org_id, user_id=str(event.user_id), role=event.role,
+                                                since=env.at))
         self._org(conn, env)
 
-    def _role_changed(self, conn: Connection, env: Envelope) -> None:
-        e = env.event
+    @when.register
+    def _(self, event: Organisation.MemberRoleChanged, env: Envelope, conn: Connection) -> None:
         conn.execute(update(memberships).where(memberships.c.org_id == env.org_id,
-                                               memberships.c.user_id == str(e.user_id)).values(role=e.new_role))
+                                               memberships.c.user_id == str(event.user_id)).values(role=event.new_role))
         self._org(conn, env)
 
-    def _member_removed(self, conn: Connection, env: Envelope) -> None:
+    @when.register
+    def _(self, event: Organisation.MemberRemoved, env: Envelope, conn: Connection) -> None:
         conn.execute(delete(memberships).where(memberships.c.org_id == env.org_id,
-                                               memberships.c.user_id == str(env.event.user_id)))
+                                               memberships.c.user_id == str(event.user_id)))
         self._org(conn, env)
 
     # -- queries ----------------------------------------------------------------------------
@@ -105,12 +113,12 @@ class Memberships(Projection):
 
     def organisation(self, org_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(organisations).where(organisations.c.org_id == str(org_id))).first()
+            row = conn.execute(rows_of(organisations, org_id)).first()
         return dict(row._mapping) if row else None
 
     def members(self, org_id: str) -> list[dict[str, Any]]:
         m, u = memberships, users
-        query = (select(m.c.user_id, m.c.role, m.c.since, u.c.email, u.c.display_name)
-                 .join(u, u.c.user_id == m.c.user_id).where(m.c.org_id == str(org_id)).order_by(u.c.email))
+        query = (rows_of(m, org_id, m.c.user_id, m.c.role, m.c.since, u.c.email, u.c.display_name)
+                 .join(u, u.c.user_id == m.c.user_id).order_by(u.c.email))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]

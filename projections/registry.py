@@ -7,7 +7,8 @@ from projections.catalogue import Catalogue
 from projections.label_history import LabelHistory
 from projections.memberships import Memberships
 from projections.sessions import Sessions
-import projections.keyword_search  # noqa: F401  (registers the full-text DDL on rm_prompts)
-from projections.versions import VersionHistory
+from projections.vectors.projection import vector_docs  # noqa: F401  (registers the vector projection's table)
 
-SQL_PROJECTIONS = (Catalogue, VersionHistory, LabelHistory, Memberships, ApiKeys, AuditLog, Sessions)
+SQL_PROJECTIONS = (Catalogue, LabelHistory, Memberships, ApiKeys, AuditLog, Sessions)
+#: Projections that existed once and were folded into others: their bookkeeping is removed at start.
+RETIRED = ("versions",)

@@ -5,6 +5,7 @@ A session is active when it is not revoked and was opened in the user's current 
 epoch (logout-all and password changes start a new epoch)."""
 from __future__ import annotations
 
+from functools import singledispatchmethod
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Integer, String, Table, insert, select, update
@@ -14,6 +15,7 @@ from domain.user import User
 from projections.base import Projection
 from projections.db import metadata
 from projections.events import Envelope
+from projections.paging import clamp
 
 sessions = Table(
     "rm_sessions", metadata,
@@ -34,35 +36,40 @@ session_epochs = Table(
     Column("epoch", Integer, nullable=False),
 )
 
-MAX_PAGE = 200
 
 
 class Sessions(Projection):
     name = "sessions"
     tables = (sessions, session_epochs)
-    handlers = {
-        Session.Opened: "_opened", Session.Refreshed: "_refreshed", Session.Revoked: "_revoked",
-        User.Registered: "_registered", User.PasswordChanged: "_new_epoch", User.AllSessionsRevoked: "_new_epoch",
-    }
 
-    def _registered(self, conn: Connection, env: Envelope) -> None:
+    @singledispatchmethod
+    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+        pass
+
+    @when.register
+    def _(self, event: User.Registered, env: Envelope, conn: Connection) -> None:
         conn.execute(insert(session_epochs).values(user_id=env.target_id, epoch=0))
 
-    def _new_epoch(self, conn: Connection, env: Envelope) -> None:
+    @when.register(User.PasswordChanged)
+    @when.register(User.AllSessionsRevoked)
+    def _(self, event: Any, env: Envelope, conn: Connection) -> None:
         conn.execute(update(session_epochs).where(session_epochs.c.user_id == env.target_id)
                      .values(epoch=session_epochs.c.epoch + 1))
 
-    def _opened(self, conn: Connection, env: Envelope) -> None:
-        e = env.event
+    @when.register
+    def _(self, event: Session.Opened, env: Envelope, conn: Connection) -> None:
+        e = event
         conn.execute(insert(sessions).values(
             user_id=str(e.user_id), session_id=env.target_id, opened_at=env.at, user_agent=(e.user_agent or "")[:200],
             epoch=e.epoch, generation=0, position=env.position))
 
-    def _refreshed(self, conn: Connection, env: Envelope) -> None:
+    @when.register
+    def _(self, event: Session.Refreshed, env: Envelope, conn: Connection) -> None:
         conn.execute(update(sessions).where(sessions.c.session_id == env.target_id)
                      .values(generation=env.event.generation, last_refreshed_at=env.at, position=env.position))
 
-    def _revoked(self, conn: Connection, env: Envelope) -> None:
+    @when.register
+    def _(self, event: Session.Revoked, env: Envelope, conn: Connection) -> None:
         conn.execute(update(sessions).where(sessions.c.session_id == env.target_id)
                      .values(revoked_at=env.at, revoked_reason=env.event.reason[:64], position=env.position))
 
@@ -74,7 +81,7 @@ class Sessions(Projection):
                  .where(s.c.user_id == str(user_id)))
         if not include_inactive:
             query = query.where(s.c.revoked_at.is_(None), s.c.epoch == e.c.epoch)
-        query = query.order_by(s.c.opened_at.desc(), s.c.session_id).limit(max(1, min(limit, MAX_PAGE)))
+        query = query.order_by(s.c.opened_at.desc(), s.c.session_id).limit(clamp(limit))
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:

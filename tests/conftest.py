@@ -112,7 +112,7 @@ def make_settings(backend, tmp_path) -> Iterator:
 
 @pytest.fixture
 def container(make_settings) -> Iterator[Container]:
-    """A wired Container with projections driven explicitly by the test (`container.catch_up()`)."""
+    """A wired Container with projections driven explicitly by the test (`container.supervisor.catch_up()`)."""
     c = build(make_settings())
     yield c
     c.close()

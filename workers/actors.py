@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 def register(broker: dramatiq.Broker, get_container: Callable[[], object]) -> dict[str, dramatiq.Actor]:
     def catch_up(position: int | None = None) -> None:
         """Fold every pending event into every projection. Safe to run on many workers at once:
-        each batch is claimed by compare-and-set, so a batch is applied exactly once."""
-        get_container().catch_up()
+        each batch is claimed by compare-and-set, so a batch is applied exactly once. A failing
+        projection is isolated and recorded by the supervisor; the others go on."""
+        get_container().supervisor.catch_up()
 
     actor = dramatiq.actor(catch_up, actor_name=CATCH_UP_ACTOR, queue_name=QUEUE, broker=broker,
                            max_retries=5, min_backoff=200, max_backoff=10_000)
@@ -41,7 +42,7 @@ class TickMiddleware(Middleware):
         def loop() -> None:
             while not self._stop.wait(self.interval):
                 try:
-                    self.get_container().catch_up()
+                    self.get_container().supervisor.catch_up()
                 except Exception:
                     log.exception("periodic catch-up failed; retrying on the next tick")
 

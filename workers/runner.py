@@ -4,39 +4,31 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-
-from projections.catchup import catch_up
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 
 class ProjectionRunner:
-    def __init__(self, jobs: Sequence[Callable[[], int]], poll_seconds: float = 1.0, name: str = "projection-runner"):
-        """`jobs` are zero-argument callables that catch one projection up and return how many
-        events they applied (see `Container.catch_up_jobs`)."""
-        self.jobs = list(jobs)
+    def __init__(self, job: Callable[[], int], poll_seconds: float = 1.0, name: str = "projection-runner"):
+        """`job` catches projections up and returns how many events it applied (the supervisor
+        isolates each projection's failures; anything escaping it is logged here)."""
+        self.job = job
         self.poll_seconds = poll_seconds
         self.name = name
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.progress = threading.Condition()
 
     def wake(self, _position: int | None = None) -> None:
         self._wake.set()
 
     def run_once(self) -> int:
-        applied = 0
-        for job in self.jobs:
-            try:
-                applied += job()
-            except Exception:  # keep the other projections going; retried on the next tick
-                log.exception("projection catch-up failed")
-        if applied:
-            with self.progress:
-                self.progress.notify_all()
-        return applied
+        try:
+            return self.job()
+        except Exception:  # e.g. the read-model database is down: retried on the next tick
+            log.exception("projection catch-up failed")
+            return 0
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -57,6 +49,3 @@ class ProjectionRunner:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-
-
-__all__ = ["ProjectionRunner", "catch_up"]

@@ -12,13 +12,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from interfaces.bootstrap import Container, build
+from interfaces.bootstrap import Container, build, http_services
 from interfaces.http import errors
+from interfaces.http.docs import install_docs
 from interfaces.http.middleware import RequestContextMiddleware
-from interfaces.http.ratelimit import RateLimiter
+from interfaces.http.openapi import customise_openapi
 from interfaces.http.routers import register
-from interfaces.http.security import TokenService
-from interfaces.http.throttling import LoginThrottle
 from interfaces.observability.logs import configure_logging
 from interfaces.settings import Settings
 
@@ -69,16 +68,19 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     app = FastAPI(
         title="PromptForge API", version="1.0.0", description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan,
         redirect_slashes=False, redoc_url=None,
-        docs_url="/docs" if settings.docs_enabled else None,
+        docs_url=None,  # served offline from vendored assets (interfaces.http.docs)
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
+    services = http_services(container)
     app.state.container = container
-    app.state.tokens = TokenService(settings)
-    app.state.login_throttle = LoginThrottle(settings)
-    app.state.rate_limiter = RateLimiter(settings)
+    app.state.tokens = services.tokens
+    app.state.login_throttle = services.login_throttle
+    app.state.rate_limiter = services.rate_limiter
     app.state.search = container.search
     errors.install(app)
     register(app)
+    install_docs(app, settings)
+    customise_openapi(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,

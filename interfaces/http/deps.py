@@ -19,6 +19,7 @@ from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from application import Principal
+from application.policy import Grant
 from application.security import looks_like_api_key
 from domain.errors import Forbidden, NotFound, Unauthenticated
 from domain.permissions import Permission
@@ -45,13 +46,19 @@ class Caller:
 
 @dataclass(frozen=True)
 class OrgScope:
+    """The caller inside `{org_id}`: the access policy's grant (application.policy)."""
+
     caller: Caller
     org_id: UUID
-    permissions: frozenset[str]
+    grant: Grant
 
     @property
     def principal(self) -> Principal:
         return self.caller.principal
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return self.grant.permission_names
 
 
 async def get_container(request: Request) -> Container:
@@ -90,7 +97,8 @@ def _authenticate(request: Request) -> Caller:
     try:
         caller = _verify(request)
     except Unauthenticated:
-        if limiter is not None:
+        # Requests without credentials were already counted per address by the middleware.
+        if limiter is not None and "authorization" in request.headers:
             ratelimit.apply(request.state, limiter, "addr", client_address(request))
         raise
     principal = caller.principal
@@ -148,33 +156,35 @@ def org_scope(permission: Permission | None = None):
     def dependency(org_id: str, request: Request, _doc=Depends(_bearer_doc)) -> OrgScope:
         caller = _authenticate(request)
         org = parse_id(org_id, "ORG_NOT_FOUND", "organisation")
-        permissions = request.app.state.container.app.authorize(caller.principal, org, permission)
+        grant = request.app.state.container.app.grant(caller.principal, org, permission)
         bind(org_id=org)
         limiter = getattr(request.app.state, "rate_limiter", None)
         if limiter is not None:
             ratelimit.apply(request.state, limiter, "org", str(org))
-        return OrgScope(caller, org, permissions)
+        return OrgScope(caller, org, grant)
 
     return dependency
 
 
 def read_model(*names: str):
-    """Dependency for queries: wait (bounded) until the named projections reached `min_position`."""
+    """Dependency for queries: wait (bounded) until the named projections reached `min_position`;
+    answers the position asked for (None without one), for queries that wait on more."""
 
     async def dependency(
         request: Request,
         min_position: Annotated[int | None, Query(ge=0, le=MAX_POSITION, description=(
             "Wait until the read model has applied this log position (from a command's `position`)."))] = None,
         x_min_position: Annotated[str | None, Header(alias="X-Min-Position", description="Same as min_position.")] = None,
-    ) -> None:
+    ) -> int | None:
         wanted = min_position or 0
         if x_min_position is not None:
             if not x_min_position.strip().isdigit() or int(x_min_position) > MAX_POSITION:
                 raise ApiError(400, "INVALID_PARAMETER", "X-Min-Position must be a non-negative integer")
             wanted = max(wanted, int(x_min_position))
         if wanted <= 0:
-            return
+            return None
         await run_in_threadpool(_wait, request.app.state.container, wanted, list(names) or None)
+        return wanted
 
     return dependency
 
@@ -183,7 +193,7 @@ def _wait(container: Container, wanted: int, names: list[str] | None) -> None:
     if wanted > container.app.head_position():
         raise ApiError(400, "INVALID_MIN_POSITION", "min_position is ahead of the event log", {"min_position": wanted})
     timeout = container.settings.query_wait_seconds
-    if not container.wait_for(wanted, timeout, names):
+    if not container.supervisor.wait_for(wanted, timeout, names):
         raise ApiError(503, "READ_MODEL_LAGGING", "the read model has not reached the requested position yet",
                        {"min_position": wanted, "waited_seconds": timeout}, headers={"Retry-After": "1"})
 
@@ -218,5 +228,6 @@ AuditScope = Annotated[OrgScope, Depends(org_scope(Permission.AUDIT_READ))]
 
 
 def fresh(*names: str):
-    """`_: fresh("catalogue")` in a route signature: read-your-writes on those projections."""
-    return Annotated[None, Depends(read_model(*names))]
+    """`_: fresh("catalogue")` in a route signature: read-your-writes on those projections (the
+    parameter receives the position asked for, or None)."""
+    return Annotated[int | None, Depends(read_model(*names))]

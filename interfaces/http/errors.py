@@ -5,6 +5,10 @@
 Domain errors keep their stable `code`; the *kind* (subclass) picks the status. Plan limits
 (`LimitExceeded`) are 409: the request is valid and authorised but conflicts with the org's
 current state (its plan), and changing that state (upgrading, freeing capacity) resolves it.
+
+A 405 lists in `Allow` every method the path serves, across all the routes that share the path
+(routing only names the one route it tried). `OPTIONS` on a known path (not a CORS preflight:
+CORSMiddleware answers those first) is 204 with that `Allow` plus OPTIONS.
 """
 from __future__ import annotations
 
@@ -17,6 +21,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match
+
+try:  # recent FastAPI keeps each included router as one branch in app.routes: walk their effective routes
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # pragma: no cover - older FastAPI flattens included routes into app.routes
+    def iter_route_contexts(routes):  # type: ignore[no-redef]
+        return iter(routes)
 
 from domain.errors import Conflict, DomainError, Forbidden, Invalid, LimitExceeded, NotFound, Unauthenticated
 
@@ -101,12 +113,31 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     return error_response(request, 422, "VALIDATION_ERROR", "request body failed validation", {"errors": cleaned})
 
 
-def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+def allowed_methods(request: Request) -> set[str]:
+    """Every method some route serves on the request's path (the routes matching it, fully or partially)."""
+    probe = {k: v for k, v in request.scope.items() if k not in ("fastapi", "route", "endpoint", "path_params")}
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(probe)[0] is not Match.NONE:
+            methods |= set(route_methods)
+    return methods
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         message = "no such route"
-    return error_response(request, exc.status_code, code, message, headers=dict(exc.headers or {}))
+    if exc.status_code == 405:
+        methods = allowed_methods(request)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))})
+        if methods:
+            headers["Allow"] = ", ".join(sorted(methods))
+        message = "method not allowed on this path; see the Allow header"
+    return error_response(request, exc.status_code, code, message, headers=headers)
 
 
 def _unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,8 @@
 - Metrics: `promptforge_http_requests_total` / `..._request_duration_seconds` labelled with the
   route TEMPLATE (`/v1/orgs/{org_id}/prompts`), `<unmatched>` for unknown paths.
 - Security headers on every response (nosniff, DENY framing, no referrer, a restrictive CSP; the
-  Swagger UI page gets a CSP that allows its CDN assets), `Cache-Control: no-store` on `/v1/auth/*`.
+  Swagger UI page gets one that allows its vendored assets from 'self' and nothing external, with no
+  inline script), `Cache-Control: no-store` on `/v1/auth/*`.
 - Rate limits: requests without credentials are counted per client address here; authenticated
   ones per key/user and per org in the dependencies (interfaces.http.ratelimit). The quota of the
   most constrained bucket is sent as `RateLimit-*` headers.
@@ -29,6 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interfaces.http import ratelimit
+from interfaces.http.docs import DOCS_PATH
 from interfaces.http.errors import ApiError, error_body
 from interfaces.observability.logs import request_context
 
@@ -36,10 +38,12 @@ log = logging.getLogger("promptforge.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 STRICT_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-#: FastAPI's Swagger UI loads its JS/CSS from jsDelivr and runs one inline script.
-DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
-            b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+#: The Swagger UI page (interfaces.http.docs): its scripts, stylesheet and icon are vendored files
+#: under /docs/assets, it fetches /openapi.json and "try it out" calls from the same origin. Swagger UI
+#: sets style attributes (hence 'unsafe-inline' for styles only) and uses data: images in its CSS.
+DOCS_CSP = (b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            b"font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+            b"form-action 'self'")
 SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer"))
 
@@ -52,7 +56,7 @@ def new_request_id(header: str | None) -> str:
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int, metrics=None, limiter: ratelimit.RateLimiter | None = None,
-                 docs_paths: tuple[str, ...] = ("/docs", "/docs/oauth2-redirect")):
+                 docs_paths: tuple[str, ...] = (DOCS_PATH,)):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics

@@ -8,7 +8,8 @@
 
 Storage: memory (one process, the embedded default) or Redis when `PROMPTFORGE_REDIS_URL` is set,
 shared by every API worker. If Redis is unreachable the limiter fails open (logged, then quiet for a
-cooldown): availability of the API beats strict limits.
+cooldown): availability of the API beats strict limits. Only storage errors (`STORAGE_ERRORS`) fail
+open; any other exception is a bug and propagates (a 500, logged with its traceback).
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 (IETF draft names; the most constrained bucket of the request); a refusal is 429 with
@@ -23,7 +24,8 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
-from limits.storage import storage_from_string
+from limits.errors import StorageError
+from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from interfaces.http.errors import ApiError
@@ -33,6 +35,25 @@ log = logging.getLogger("promptforge.http")
 STATE_KEY = "rate_limit"
 #: Never limited: probes and scrapes must keep working under load.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: What an unreachable limiter storage raises. `limiter_storage` builds the Redis storage with
+#: `wrap_exceptions=True`, so `limits` re-raises the client's errors (redis.exceptions.RedisError:
+#: ConnectionError, TimeoutError, ...) as StorageError; the built-in socket errors are listed in case
+#: one escapes unwrapped. Programming errors (TypeError, KeyError, ...) are not in this list.
+STORAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, ConnectionError, TimeoutError)
+
+
+def limiter_storage(settings: Settings) -> Storage:
+    """Redis (shared, short socket timeouts: a dead Redis must not hang requests) or process memory."""
+    if settings.redis_url:
+        return storage_from_string(settings.redis_url, wrap_exceptions=True, socket_connect_timeout=0.5,
+                                   socket_timeout=1.0)
+    return storage_from_string("memory://")
+
+
+def storage_error_name(exc: BaseException) -> str:
+    """The class name of the underlying error (never its message: it may carry the Redis URL)."""
+    inner = getattr(exc, "storage_error", None) if isinstance(exc, StorageError) else None
+    return type(inner or exc).__name__
 
 
 @dataclass(frozen=True)
@@ -49,9 +70,7 @@ class Quota:
 
 class RateLimiter:
     def __init__(self, settings: Settings, cooldown: float = 5.0):
-        uri = settings.redis_url or "memory://"
-        options = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0} if settings.redis_url else {}
-        self.limiter = FixedWindowRateLimiter(storage_from_string(uri, **options))
+        self.limiter = FixedWindowRateLimiter(limiter_storage(settings))
         self.per_minute = settings.rate_limit_per_minute
         self.items = {kind: RateLimitItemPerMinute(self.per_minute, namespace=f"pf-rl-{kind}")
                       for kind in ("key", "user", "org", "addr")}
@@ -70,9 +89,10 @@ class RateLimiter:
         try:
             allowed = self.limiter.hit(item, key)
             stats = self.limiter.get_window_stats(item, key)
-        except Exception as exc:  # noqa: BLE001 - storage outage
+        except STORAGE_ERRORS as exc:
             self._down_until = time.monotonic() + self.cooldown
-            log.warning("rate-limit storage unavailable (%s); failing open", type(exc).__name__)
+            log.warning("rate-limit storage unavailable (%s); failing open for %.0f s", storage_error_name(exc),
+                        self.cooldown)
             return None
         reset = max(1, math.ceil(stats.reset_time - time.time()))
         return Quota(self.per_minute, stats.remaining if allowed else 0, reset, allowed)

@@ -6,9 +6,19 @@ Session aggregate (strongly consistent), so logout takes effect on the next requ
 
 Refresh token: opaque to clients; internally a JWT with typ="refresh", its own audience, and
 the session id + generation. Rotation and reuse detection live in the application.
+
+A token's lifetime (`exp - iat`) may not exceed the configured TTL of its kind (plus
+`LEEWAY_SECONDS`): a correctly signed token minted with a longer one (say with a leaked or the
+published development secret, valid for ten years) is refused with 401 `INVALID_TOKEN`. PyJWT
+already refuses an `iat` in the future, so an accepted token never outlives now + TTL (+ leeway).
+Lowering a TTL therefore also ends tokens issued under the longer one.
+
+Running with the development secret (`interfaces.settings.DEV_JWT_SECRET`, in the public source)
+logs a WARNING when the service is built: anyone can forge tokens then.
 """
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,13 +27,19 @@ from uuid import UUID
 import jwt
 
 from domain.errors import Unauthenticated
-from interfaces.settings import Settings
+from interfaces.settings import DEV_JWT_SECRET, Settings
 
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5
 MAX_TOKEN_CHARS = 4096
 _ACCESS_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti", "sid", "typ"]
 _REFRESH_CLAIMS = [*_ACCESS_CLAIMS, "gen"]
+log = logging.getLogger("promptforge.security")
+DEV_SECRET_WARNING = (
+    "PROMPTFORGE_JWT_SECRET is not set: tokens are signed with the development secret published in the "
+    "source, so anyone who has read it can forge access tokens for any user. Set PROMPTFORGE_JWT_SECRET "
+    "to a random value of at least 32 characters (production refuses to start without one)."
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,8 @@ class TokenService:
         self.refresh_audience = settings.jwt_audience + ":refresh"
         self.access_ttl = settings.access_token_ttl_seconds
         self.refresh_ttl = settings.refresh_token_ttl_seconds
+        if self.secret == DEV_JWT_SECRET:
+            log.warning(DEV_SECRET_WARNING)
 
     # -- issuing ----------------------------------------------------------------------------
     def _encode(self, claims: dict, audience: str, ttl: int) -> str:
@@ -63,7 +81,7 @@ class TokenService:
                             self.refresh_audience, self.refresh_ttl)
 
     # -- verifying --------------------------------------------------------------------------
-    def _decode(self, token: str, audience: str, typ: str, required: list[str]) -> dict:
+    def _decode(self, token: str, audience: str, typ: str, required: list[str], ttl: int) -> dict:
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("invalid token", code="INVALID_TOKEN")
         try:
@@ -75,20 +93,28 @@ class TokenService:
             raise Unauthenticated("token has expired", code="TOKEN_EXPIRED") from None
         except (jwt.InvalidTokenError, ValueError, TypeError):
             raise Unauthenticated("invalid token", code="INVALID_TOKEN") from None
-        if claims.get("typ") != typ:
+        if claims.get("typ") != typ or not _lifetime_within(claims, ttl + LEEWAY_SECONDS):
             raise Unauthenticated("invalid token", code="INVALID_TOKEN")
         return claims
 
     def verify_access(self, token: str) -> AccessClaims:
-        claims = self._decode(token, self.audience, "access", _ACCESS_CLAIMS)
+        claims = self._decode(token, self.audience, "access", _ACCESS_CLAIMS, self.access_ttl)
         return AccessClaims(_uuid(claims["sub"]), _uuid(claims["sid"]))
 
     def verify_refresh(self, token: str) -> RefreshClaims:
-        claims = self._decode(token, self.refresh_audience, "refresh", _REFRESH_CLAIMS)
+        claims = self._decode(token, self.refresh_audience, "refresh", _REFRESH_CLAIMS, self.refresh_ttl)
         generation = claims["gen"]
         if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**31:
-            raise Unauthenticated("invalid refresh token", code="INVALID_REFRESH_TOKEN")
+            raise Unauthenticated("invalid refresh token", code="INVALID_TOKEN")
         return RefreshClaims(_uuid(claims["sub"]), _uuid(claims["sid"]), generation)
+
+
+def _lifetime_within(claims: dict, seconds: int) -> bool:
+    """`exp - iat` at most `seconds` (both claims are required and were parsed like this by PyJWT)."""
+    try:
+        return int(claims["exp"]) - int(claims["iat"]) <= seconds
+    except (KeyError, ValueError, TypeError, OverflowError):
+        return False
 
 
 def _uuid(value: object) -> UUID:

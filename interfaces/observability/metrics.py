@@ -11,8 +11,6 @@ need no cross-process aggregation.
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -71,6 +69,10 @@ class Metrics:
     def observe_embedding(self, count: int, seconds: float) -> None:
         self.embedding_batch.observe(seconds)
 
+    def observe_command(self, command: str, error: BaseException | None, seconds: float) -> None:
+        """The application's command observer (application.commands)."""
+        self.commands.labels(command=command, outcome="ok" if error is None else outcome_of(error)).inc()
+
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method=method, route=route, status=str(status)).inc()
         self.http_duration.labels(method=method, route=route).observe(seconds)
@@ -100,7 +102,8 @@ class Metrics:
 
 
 class ProjectionCollector:
-    """`promptforge_projection_{position,lag_events,lag_seconds}{projection}` from `status()` at scrape time."""
+    """`promptforge_projection_{position,lag_events,lag_seconds,failing}{projection}` from `status()`
+    at scrape time (failing: 1 while the projection is stuck on an error, in any process)."""
 
     def __init__(self, status: Callable[[], list[Any]]):
         self.status = status
@@ -116,6 +119,9 @@ class ProjectionCollector:
         lag_seconds = GaugeMetricFamily("promptforge_projection_lag_seconds",
                                         "Age of the oldest event not yet applied (0 when up to date).",
                                         labels=["projection"])
+        failing = GaugeMetricFamily("promptforge_projection_failing",
+                                    "1 while the projection is stuck on an error (see `projections status`).",
+                                    labels=["projection"])
         try:
             rows = self.status()
         except Exception as exc:  # a scrape must not fail because the DB is down (readyz says so)
@@ -125,7 +131,8 @@ class ProjectionCollector:
             position.add_metric([row.name], row.position)
             lag_events.add_metric([row.name], row.lag_events)
             lag_seconds.add_metric([row.name], row.lag_seconds)
-        yield from (position, lag_events, lag_seconds)
+            failing.add_metric([row.name], 1.0 if row.error else 0.0)
+        yield from (position, lag_events, lag_seconds, failing)
 
 
 class QueueDepthCollector:
@@ -152,40 +159,3 @@ class QueueDepthCollector:
                     yield depth
                     return
         yield depth
-
-
-def is_command(method: Callable[..., Any]) -> bool:
-    """Commands are the application methods that take a `request_id` (queries never do)."""
-    try:
-        return "request_id" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def instrument_commands(app: Any, metrics: Metrics) -> list[str]:
-    """Wrap every command method of the application instance (not the class) so each call
-    counts `promptforge_commands_total{command, outcome}`; returns the command names."""
-    names = []
-    for name, function in inspect.getmembers(type(app), inspect.isfunction):
-        if name.startswith("_") or not is_command(function):
-            continue
-        setattr(app, name, _counted(getattr(app, name), name, metrics.commands))
-        names.append(name)
-    return names
-
-
-def _counted(method: Callable[..., Any], name: str, counter: Counter) -> Callable[..., Any]:
-    ok = counter.labels(command=name, outcome="ok")
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        try:
-            result = method(*args, **kwargs)
-        except Exception as exc:
-            counter.labels(command=name, outcome=outcome_of(exc)).inc()
-            raise
-        ok.inc()
-        return result
-
-    return wrapper
-

@@ -57,7 +57,7 @@ def worker_registry(settings, container_factory=None):
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
         registry.register(QueueDepthCollector(client, [QUEUE]))
     if container_factory is not None:
-        registry.register(ProjectionCollector(lambda: container_factory().status()))
+        registry.register(ProjectionCollector(lambda: container_factory().supervisor.status()))
     return registry
 
 

@@ -23,7 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 DEFAULT_DIM = 384
 
 #: Payload keys every point carries; the adapters index org_id, tags, labels, archived.
-PAYLOAD_KEYS = ("org_id", "prompt_id", "name", "version", "tags", "labels", "archived")
+#: `position` is the log position the point reflects (the vector projection stamps it).
+PAYLOAD_KEYS = ("org_id", "prompt_id", "name", "version", "tags", "labels", "archived", "position")
 
 
 class VectorIndexError(Exception):
@@ -92,6 +93,7 @@ class VectorPoint:
         tags: Sequence[str] = (),
         labels: Sequence[str] = (),
         archived: bool = False,
+        position: int = 0,
     ) -> VectorPoint:
         """Build a point with the standard prompt payload."""
         return cls(
@@ -104,6 +106,7 @@ class VectorPoint:
                 "tags": list(tags),
                 "labels": list(labels),
                 "archived": bool(archived),
+                "position": int(position),
             },
         )
 

@@ -5,6 +5,7 @@ import logging
 
 from sqlalchemy.exc import OperationalError
 
+from interfaces.http import error_codes
 from tests.e2e.support import assert_error
 
 
@@ -48,7 +49,15 @@ def test_openapi_documents_every_route_with_examples_and_the_error_shape(api):
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     fetch = spec["paths"]["/v1/orgs/{org_id}/prompts/by-name/{name}"]["get"]
     assert {p["name"] for p in fetch["parameters"]} >= {"label", "version", "as_of", "min_position"}
-    assert fetch["responses"]["404"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
+    # create_app serves the completed document (interfaces.http.openapi.customise_openapi): error
+    # responses shared as components, every code, the statuses and headers that depend on the route
+    assert fetch["responses"]["404"] == {"$ref": "#/components/responses/Error404"}
+    not_found = spec["components"]["responses"]["Error404"]
+    assert not_found["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
+    assert {(e["status"], e["code"]) for e in spec["x-error-codes"]} == {
+        (e.status, e.code) for e in error_codes.ERROR_CODES}
+    assert {"304", "405", "429", "500"} <= set(fetch["responses"])
+    assert "ETag" in fetch["responses"]["200"]["headers"]
 
 
 def test_docs_can_be_switched_off(api_factory):

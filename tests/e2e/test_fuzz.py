@@ -59,7 +59,7 @@ def target(module_api) -> Target:
     org = api.org(owner, "Fuzz Org")
     pid = api.prompt(owner, org, "fuzzed", "Hi {{x}}")
     key = api.key(owner, org, ["prompts:read"])
-    api.container.wait_for(api.position, 10)
+    api.container.supervisor.wait_for(api.position, 10)
     values = {"org_id": org, "prompt_id": pid, "key_id": key.id, "user_id": owner.user_id, "name": "fuzzed",
               "label": "staging", "number": "1"}
     routes = []

@@ -45,7 +45,7 @@ def test_request_id_reaches_logs_and_events(api, json_lines):
                  headers={**owner.h, "X-Request-ID": "req-trace-42"})
     assert r.status_code == 201 and r.headers["X-Request-ID"] == "req-trace-42"
     prompt_id = r.json()["id"]
-    api.container.wait_for(api.position, 10)
+    api.container.supervisor.wait_for(api.position, 10)
     with api.container.engine.connect() as conn:
         rows = conn.execute(select(audit_log.c.request_id, audit_log.c.action)
                             .where(audit_log.c.target_id == prompt_id)).all()
@@ -82,7 +82,7 @@ def test_no_secret_in_json_logs_of_a_full_flow(api_factory, json_lines):
     api.delete(f"/v1/orgs/{org}/api-keys/{issued['id']}", headers=h)
     api.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})  # reuse -> revoked family
     api.get("/metrics")
-    api.container.wait_for(api.position, 10)
+    api.container.supervisor.wait_for(api.position, 10)
     secret_part = raw.split("_", 2)[2]
     user = api.container.app.get_user(api.container.app.find_user_id(email))
     secrets = {

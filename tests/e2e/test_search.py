@@ -40,7 +40,7 @@ def test_hybrid_search_and_similar_with_the_vector_index(api_factory):
     refund = api.prompt(owner, org, "refund-policy", "Explain our refund policy for {{product}} to an upset customer")
     money = api.prompt(owner, org, "money-back", "Tell the customer how to get their money back for {{order}}")
     api.prompt(owner, org, "haiku", "Write a haiku about autumn leaves in {{place}}")
-    assert api.container.wait_for(api.position, 120, ["catalogue", "vectors"])
+    assert api.container.supervisor.wait_for(api.position, 120, ["catalogue", "vectors"])
     r = api.search(org, owner, {"query": "reimbursement for a purchase", "mode": "semantic"})
     assert r.status_code == 200, r.text
     assert {i["prompt_id"] for i in r.json()["items"][:2]} == {refund, money}

@@ -62,7 +62,7 @@ def test_no_secret_leaks_anywhere(api_factory, caplog):
     keep(api.get("/v1/auth/sessions", headers=h))
     keep(api.get(f"/v1/orgs/{org}/audit-events", headers=h))
     user = api.container.app.get_user(api.container.app.find_user_id(email))
-    api.container.wait_for(api.position, 10)
+    api.container.supervisor.wait_for(api.position, 10)
 
     secrets = {
         "password": PASSWORD, "wrong password": wrong, "too long password": too_long, "weak password": weak,

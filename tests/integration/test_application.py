@@ -54,10 +54,10 @@ def test_other_tenants_things_are_not_found(world, container):
         app.create_prompt(p["owner"], other, name="x", template="t", request_id="r")
     with pytest.raises(NotFound):
         app.read_prompt(p["owner"], uuid4(), world["prompt"])
-    container.catch_up()
+    container.supervisor.catch_up()
     assert container.catalogue.get(org, world["foreign"]) is None
     assert [r["name"] for r in container.catalogue.list(org).items] == ["greet"]
-    assert container.versions.list(org, world["foreign"]) == []
+    assert container.catalogue.versions(org, world["foreign"]) == []
     assert all(r["org_id"] == str(org) for r in container.audit.query(org)[0])
 
 
@@ -134,12 +134,12 @@ def test_members_last_owner_and_plan_limits(world):
         app.change_member_role(p["dev"], org, users["rev"], "owner", "r")
     assert exc.value.code == "OWNER_ROLE_REQUIRED"
     with pytest.raises(Forbidden):  # admins cannot change the plan
-        app.change_plan(p["dev"], org, "PRO", "r")
+        app.update_organisation(p["dev"], org, "r", plan="PRO")
     extra = [app.register_user(f"x{i}@ex.com", "correct horse battery", "x", "r")[0] for i in range(2)]
     app.add_member(p["owner"], org, "viewer", "r", email="x0@ex.com")  # 5th member: FREE allows 5
     with pytest.raises(LimitExceeded):
         app.add_member(p["owner"], org, "viewer", "r", user_id=extra[1])
-    app.change_plan(p["owner"], org, "PRO", "r")
+    app.update_organisation(p["owner"], org, "r", plan="PRO")
     app.add_member(p["owner"], org, "viewer", "r", user_id=extra[1])
     with pytest.raises(NotFound):
         app.add_member(p["owner"], org, "viewer", "r", email="nobody@ex.com")
@@ -148,13 +148,13 @@ def test_members_last_owner_and_plan_limits(world):
 def test_sessions_refresh_rotation_and_reuse(world):
     app = world["app"]
     grant = app.login("owner@ex.com", "owner-correct-horse", "pytest", "r")
-    second = app.refresh_session(grant.session_id, 0, "r")
+    second = app.refresh_session(grant.session_id, 0, grant.user_id, "r")
     assert second.generation == 1
     with pytest.raises(Unauthenticated) as exc:
-        app.refresh_session(grant.session_id, 0, "r")  # reuse of generation 0
+        app.refresh_session(grant.session_id, 0, grant.user_id, "r")  # reuse of generation 0
     assert exc.value.code == "REFRESH_TOKEN_REUSED"
     with pytest.raises(Unauthenticated):
-        app.refresh_session(grant.session_id, 1, "r")  # the whole family is revoked
+        app.refresh_session(grant.session_id, 1, grant.user_id, "r")  # the whole family is revoked
     with pytest.raises(Unauthenticated):
         app.check_session(grant.session_id, grant.user_id)
     with pytest.raises(Unauthenticated) as exc:

@@ -9,7 +9,7 @@ from application import Principal
 from domain.errors import Conflict
 from projections import tracking
 from projections.catchup import catch_up
-from projections.versions import prompt_versions
+from projections.catalogue import prompt_versions
 
 THREADS = 24
 
@@ -58,11 +58,11 @@ def test_concurrent_revisions_one_winner_per_version(container):
     prompt = app.read_prompt(owner, org, prompt_id)
     assert [v["version"] for v in prompt.versions] == list(range(1, rounds + 2))
 
-    container.catch_up()
+    container.supervisor.catch_up()
     with container.engine.connect() as conn:
         versions = [r[0] for r in conn.execute(select(prompt_versions.c.version).order_by(prompt_versions.c.version))]
     assert versions == list(range(1, rounds + 2))
-    head = container.source.head()
+    head = container.supervisor.source.head()
     assert all(p.position == head for p in tracking.read_all(container.engine).values())
 
 
@@ -71,12 +71,12 @@ def test_concurrent_writers_while_projecting_miss_no_event(container):
     """Writers on many threads while two runners tail the log: every event is folded once."""
     app = container.app
     owner, org, _ = _setup(app)
-    app.change_plan(owner, org, "PRO", "plan")
+    app.update_organisation(owner, org, "plan", plan="PRO")
     stop = threading.Event()
 
     def runner():
         while not stop.is_set():
-            catch_up(container.projections["audit"], container.source, batch_size=7)
+            catch_up(container.projections["audit"], container.supervisor.source, batch_size=7)
 
     runners = [threading.Thread(target=runner) for _ in range(2)]
     for t in runners:
@@ -91,8 +91,8 @@ def test_concurrent_writers_while_projecting_miss_no_event(container):
     stop.set()
     for t in runners:
         t.join()
-    container.catch_up()
-    events = container.source.read(0, 1_000_000)
+    container.supervisor.catch_up()
+    events = container.supervisor.source.read(0, 1_000_000)
     from projections.audit import audit_log
 
     with container.engine.connect() as conn:
@@ -107,15 +107,15 @@ def test_two_runners_apply_each_batch_once(container):
     owner, org, prompt_id = _setup(app)
     for v in range(1, 40):
         app.revise_prompt(owner, org, prompt_id, base_version=v, request_id=f"r{v}", template=f"v{v} {{{{x}}}}")
-    projection = container.projections["versions"]
+    projection = container.projections["catalogue"]
     barrier = threading.Barrier(2)
 
     def run():
         barrier.wait()
-        return catch_up(projection, container.source, batch_size=5)
+        return catch_up(projection, container.supervisor.source, batch_size=5)
 
     with ThreadPoolExecutor(2) as pool:
         applied = list(pool.map(lambda _: run(), range(2)))
-    assert sum(applied) == container.source.head()  # every event applied exactly once in total
+    assert sum(applied) == container.supervisor.source.head()  # every event applied exactly once in total
     with container.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(prompt_versions)).scalar() == 40

@@ -20,11 +20,13 @@ class FaultyCatalogue(Catalogue):
         super().__init__(engine)
         self.created = 0
 
-    def _created(self, conn, env):
-        self.created += 1
-        if self.created == 3:
-            raise Boom("disk full")
-        super()._created(conn, env)
+    def fold(self, conn, batch):
+        for env in batch:
+            if isinstance(env.event, Prompt.Created):
+                self.created += 1
+                if self.created == 3:
+                    raise Boom("disk full")
+            self.when(env.event, env, conn)
 
 
 def test_failed_batch_rolls_back_rows_and_position(container):
@@ -37,12 +39,12 @@ def test_failed_batch_rolls_back_rows_and_position(container):
 
     faulty = FaultyCatalogue(container.engine)
     with pytest.raises(Boom):
-        catch_up_once(faulty, container.source, batch_size=1000)
+        catch_up_once(faulty, container.supervisor.source, batch_size=1000)
     with container.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(prompts)).scalar() == 0
         assert tracking.read(conn, "catalogue").position == 0
 
     healthy = container.projections["catalogue"]
-    assert catch_up(healthy, container.source) == container.source.head()
+    assert catch_up(healthy, container.supervisor.source) == container.supervisor.source.head()
     with container.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(prompts)).scalar() == 5

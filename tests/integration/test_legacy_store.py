@@ -47,7 +47,7 @@ def legacy(tmp_path):
                         read_model_url=f"sqlite:///{tmp_path}/rm.db", inprocess_projections=False, env="test",
                         vectors_enabled=False)
     container = build(settings)
-    container.catch_up()
+    container.supervisor.catch_up()
     yield container
     container.close()
 
@@ -70,8 +70,8 @@ def _compare(client: TestClient, reads: dict, token: str) -> list[str]:
 
 
 def test_the_log_loads_completely(legacy):
-    events = legacy.source.read(0, 10_000)
-    assert len(events) == EXPECTED["head"] == legacy.source.head()
+    events = legacy.supervisor.source.read(0, 10_000)
+    assert len(events) == EXPECTED["head"] == legacy.supervisor.source.head()
     assert {type(e.event).__qualname__ for e in events} >= set(EXPECTED["event_types"])
     org = legacy.app.repository.get(__import__("uuid").UUID(EXPECTED["org"]))
     assert org.name == "Legacy Org Renamed" and org.plan == "PRO"
@@ -81,7 +81,7 @@ def test_every_projection_rebuilds_to_the_live_state(legacy):
     live = {name: dump(legacy.engine, p) for name, p in legacy.projections.items()}
     assert live["catalogue"]["rm_prompts"], "the fixture's prompts are projected"
     for name in legacy.projections:
-        legacy.rebuild(name)
+        legacy.supervisor.rebuild(name)
     rebuilt = {name: dump(legacy.engine, p) for name, p in legacy.projections.items()}
     assert rebuilt == live
 

@@ -38,7 +38,7 @@ def test_tenant_filter_with_identical_text(search_container):
     rows = list(ROWS.values())[:10]
     a_ids = _load(c.app, a_owner, a, rows)
     b_ids = _load(c.app, b_owner, b, rows)
-    c.catch_up()
+    c.supervisor.catch_up()
     for mode in ("semantic", "keyword", "hybrid"):
         found = c.search.search(a, "act as a linux terminal", mode=mode, limit=20)
         assert found.results, mode
@@ -54,15 +54,15 @@ def test_revision_replaces_vector_and_archive_hides(search_container):
     owner, org = _org(c.app, "rev@ex.com")
     ids = _load(c.app, owner, org, list(ROWS.values())[:8])
     target = ids["Linux Terminal"]
-    c.catch_up()
+    c.supervisor.catch_up()
     c.app.revise_prompt(owner, org, target, base_version=1, request_id="r",
                         template="You are a pastry chef. Give me recipes for French croissants and baguettes.")
-    c.catch_up()
+    c.supervisor.catch_up()
     assert c.vector_projection.index.count(str(org)) == 8  # replaced, not added
     hit = c.search.search(org, "baking bread and pastries", mode="semantic", limit=1).results[0]
     assert hit.prompt_id == str(target) and hit.row["latest_version"] == 2
     c.app.archive_prompt(owner, org, target, "r")
-    c.catch_up()
+    c.supervisor.catch_up()
     assert str(target) not in {r.prompt_id for r in c.search.search(org, "baking bread", mode="semantic").results}
     assert str(target) not in {r.prompt_id for r in c.search.search(org, "croissants", mode="keyword").results}
     archived = c.search.search(org, "baking bread", mode="semantic", include_archived=True).results
@@ -78,25 +78,25 @@ def test_replay_converges_to_the_same_index(search_container):
     for i, pid in enumerate(list(ids.values())[:4]):
         c.app.revise_prompt(owner, org, pid, base_version=1, template=f"Variant {i}: answer in haiku.", request_id="r")
         c.app.move_label(owner, org, pid, "production", 2, "r")
-    c.catch_up()
+    c.supervisor.catch_up()
     index = c.vector_projection.index
     before = {str(p): index.retrieve_vector(str(org), str(p)) for p in ids.values()}
     query = c.search.search(org, "write poems", mode="hybrid", limit=5)
-    c.rebuild("vectors")
+    c.supervisor.rebuild("vectors")
     after = {str(p): index.retrieve_vector(str(org), str(p)) for p in ids.values()}
     assert index.count(str(org)) == 12
     for pid, vector in before.items():
         assert after[pid] == pytest.approx(vector, abs=1e-5)
     again = c.search.search(org, "write poems", mode="hybrid", limit=5)
     assert [r.prompt_id for r in again.results] == [r.prompt_id for r in query.results]
-    assert all(s.lag_events == 0 for s in c.status())
+    assert all(s.lag_events == 0 for s in c.supervisor.status())
 
 
 def test_hybrid_uses_both_rankings(search_container):
     c = search_container
     owner, org = _org(c.app, "hy@ex.com")
     _load(c.app, owner, org, list(ROWS.values())[:20])
-    c.catch_up()
+    c.supervisor.catch_up()
     result = c.search.search(org, "translate my text into better english", mode="hybrid", limit=5)
     assert result.results and not result.degraded
     assert any(len(r.ranks) == 2 for r in result.results)  # found by both rankings
@@ -107,8 +107,8 @@ def test_qdrant_down_commands_succeed_then_catch_up(make_settings):
     try:
         owner, org = _org(c.app, "down@ex.com")
         _load(c.app, owner, org, list(ROWS.values())[:5])  # commands do not touch the index
-        c.catch_up()
-        vectors = {s.name: s for s in c.status()}["vectors"]
+        c.supervisor.catch_up()
+        vectors = {s.name: s for s in c.supervisor.status()}["vectors"]
         assert vectors.position == 0 and vectors.lag_events > 0  # position not advanced
         with pytest.raises(SemanticSearchUnavailable):
             c.search.search(org, "linux", mode="semantic")
@@ -122,8 +122,8 @@ def test_qdrant_down_commands_succeed_then_catch_up(make_settings):
         c.vector_projection.index = c.search.index = QdrantServerIndex(QdrantClient(":memory:"))
         c.vector_projection.index.ensure_ready()
         c.vector_projection._retry_at = 0
-        c.catch_up()
-        assert {s.name: s for s in c.status()}["vectors"].lag_events == 0
+        c.supervisor.catch_up()
+        assert {s.name: s for s in c.supervisor.status()}["vectors"].lag_events == 0
         assert c.vector_projection.index.count(str(org)) == 5
         assert c.search.search(org, "linux", mode="semantic").results
     finally:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from application import Principal
 from interfaces.bootstrap import build
 from projections.audit import audit_log
-from projections.versions import prompt_versions
+from projections.catalogue import prompt_versions
 
 pytestmark = pytest.mark.redis
 
@@ -33,12 +33,12 @@ def test_redis_down_never_fails_a_command(make_settings):
         started = time.perf_counter()
         _activity(container.app, 5, "down")
         elapsed = time.perf_counter() - started
-        nudger = container.extras["nudger"]
+        nudger = container.nudger
         assert nudger.failed > 0 and nudger.sent == 0
         assert elapsed < 5, "a dead Redis must not stall commands"
         # Events are durable: once anything catches up, nothing is missing.
-        container.catch_up()
-        assert all(s.lag_events == 0 for s in container.status())
+        container.supervisor.catch_up()
+        assert all(s.lag_events == 0 for s in container.supervisor.status())
     finally:
         container.close()
 
@@ -76,13 +76,13 @@ def test_two_worker_processes_catch_up_exactly_once(make_settings, redis_url):
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
             ))
         _activity(container.app, 25, "live")  # nudged through the real Redis
-        assert container.extras["nudger"].sent > 0
-        head = container.source.head()
+        assert container.nudger.sent > 0
+        head = container.supervisor.source.head()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not all(s.position >= head for s in container.status()):
+        while time.monotonic() < deadline and not all(s.position >= head for s in container.supervisor.status()):
             time.sleep(0.2)
-        assert all(s.position == head for s in container.status()), [s.__dict__ for s in container.status()]
-        events = container.source.read(0, 100_000)
+        assert all(s.position == head for s in container.supervisor.status()), [s.__dict__ for s in container.supervisor.status()]
+        events = container.supervisor.source.read(0, 100_000)
         with container.engine.connect() as conn:
             versions = conn.execute(select(func.count()).select_from(prompt_versions)).scalar()
             audited = conn.execute(select(func.count()).select_from(audit_log)).scalar()

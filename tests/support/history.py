@@ -33,14 +33,14 @@ def drive_history(app: PromptForge, *, orgs: int = 3, prompts_per_org: int = 12,
         org = app.create_organisation(owner, f"Org {i}", f"org-{i}").id
         world.orgs[f"org{i}"] = org
         if i == 0:
-            app.change_plan(owner, org, "PRO", "plan")
+            app.update_organisation(owner, org, "plan", plan="PRO")
         others = [u for u in (ann, bob, cat, dan) if u != owner]
         app.add_member(owner, org, "developer", f"m1-{i}", user_id=others[0].user_id)
         app.add_member(owner, org, "reviewer", f"m2-{i}", user_id=others[1].user_id)
         app.change_member_role(owner, org, others[0].user_id, "admin", f"m3-{i}")
         app.add_member(owner, org, "viewer", f"m4-{i}", user_id=others[2].user_id)
         app.remove_member(owner, org, others[2].user_id, f"m5-{i}")
-        app.rename_organisation(owner, org, f"Organisation {i}", f"rn-{i}")
+        app.update_organisation(owner, org, f"rn-{i}", name=f"Organisation {i}")
         ids = []
         for j in range(prompts_per_org):
             row = next(rows)

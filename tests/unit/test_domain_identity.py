@@ -207,7 +207,7 @@ def test_refresh_with_future_generation_is_invalid_and_emits_nothing():
     session = given(refreshed_to(1))
 
     refused(session, lambda: session.refresh(2, 0, ACTOR, REQUEST), kind=Unauthenticated,
-            code="INVALID_REFRESH_TOKEN")
+            code="INVALID_TOKEN")
 
     assert (session.generation, session.revoked) == (1, False)
 

@@ -6,7 +6,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from application.identity import SessionGrant
-from domain.errors import Unauthenticated
 from interfaces.http.deps import (
     ContainerDep, RequestId, UserDep, client_address, command_headers, fresh, user_agent,
 )
@@ -42,18 +41,17 @@ def register(body: RegisterRequest, response: Response, container: ContainerDep,
 
 
 @router.post("/login", response_model=TokenPair, summary="Log in: access JWT + refresh token",
-             responses={429: {"description": "Too many failed logins (see Retry-After)"}})
+             responses={429: {"description": "Too many login attempts (see Retry-After)"}})
 def login(body: LoginRequest, request: Request, response: Response, container: ContainerDep,
           rid: RequestId) -> TokenPair:
-    """Failed logins are throttled per account and per client address: 429 with `Retry-After`."""
+    """Login attempts are limited per account from one client address, per client address, and per
+    account across all addresses; each attempt is counted before the password is checked. Over a
+    limit: 429 `TOO_MANY_LOGIN_ATTEMPTS` with `Retry-After`, even with the right password."""
     throttle = request.app.state.login_throttle
     address = client_address(request)
-    throttle.check(body.email, address)
-    try:
-        grant = container.app.login(body.email, body.password, user_agent(request), rid)
-    except Unauthenticated:
-        throttle.failed(body.email, address)
-        raise
+    throttle.attempt(body.email, address)
+    grant = container.app.login(body.email, body.password, user_agent(request), rid)
+    throttle.succeeded(body.email, address)
     return _pair(request, response, grant)
 
 
@@ -63,9 +61,8 @@ def refresh(body: RefreshRequest, request: Request, response: Response, containe
     """Each refresh token works once. Presenting an already-used one revokes the whole session
     (reuse detection) and answers 401 `REFRESH_TOKEN_REUSED`."""
     claims = request.app.state.tokens.verify_refresh(body.refresh_token)
-    grant = container.app.refresh_session(claims.session_id, claims.generation, rid)
-    if grant.user_id != claims.user_id:
-        raise Unauthenticated("invalid refresh token", code="INVALID_REFRESH_TOKEN")
+    # The token's subject is checked against the session before anything is rotated or saved.
+    grant = container.app.refresh_session(claims.session_id, claims.generation, claims.user_id, rid)
     return _pair(request, response, grant)
 
 

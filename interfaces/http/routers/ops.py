@@ -19,10 +19,11 @@ async def healthz() -> JSONResponse:
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    """Readiness: every configured dependency, each with status and latency; 503 if any is down."""
-    ready, checks = readiness(request.app.state.container)
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
+    """Readiness: every configured dependency with status and latency. 503 only when the event store
+    or the read-model database is down; Redis or Qdrant down is 200 with status `degraded`."""
+    status, checks = readiness(request.app.state.container)
+    return JSONResponse({"status": status, "checks": checks},
+                        status_code=503 if status == "unavailable" else 200, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/metrics")

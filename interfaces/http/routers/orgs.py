@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from domain.organisation import Organisation
-from domain.permissions import ROLE_PERMISSIONS
-from application import Principal
+from application.policy import Grant
+from domain.permissions import Permission
 from interfaces.http.deps import (
     CallerDep, ContainerDep, IdempotencyKey, MemberScope, RequestId, UserDep, command_headers, fresh, parse_id,
 )
@@ -18,13 +17,12 @@ from interfaces.http.schemas.orgs import (
 router = APIRouter(prefix="/v1/orgs", tags=["organisations"], responses=ERRORS)
 
 
-def org_view(org: Organisation, principal: Principal) -> OrgOut:
-    if principal.api_key_id is not None:
-        role, permissions = None, sorted(principal.key_permissions)
-    else:
-        member_role = org.role_of(principal.user_id)
-        role = member_role.value if member_role else None
-        permissions = sorted(p.value for p in ROLE_PERMISSIONS[member_role]) if member_role else []
+def org_view(grant: Grant) -> OrgOut:
+    """The organisation as the caller sees it: their role and what they may do (the access policy's
+    answer: for an API key, its permissions as narrowed by its issuer's current role)."""
+    org = grant.org
+    role = grant.role.value if grant.role else None
+    permissions = sorted(grant.permission_names)
     limits = org.limits
     return OrgOut(
         id=str(org.id), name=org.name, plan=org.plan, role=role, permissions=permissions,
@@ -37,7 +35,7 @@ def org_view(org: Organisation, principal: Principal) -> OrgOut:
 def create_org(caller: UserDep, body: OrgCreate, response: Response, container: ContainerDep, rid: RequestId,
                idempotency_key: IdempotencyKey) -> OrgCreated:
     result = container.app.create_organisation(caller.principal, body.name, rid, idempotency_key=idempotency_key)
-    org = container.app.get_organisation(caller.principal, result.id)
+    org = container.app.grant(caller.principal, result.id).org
     command_headers(response, result.position, result.replayed)
     return OrgCreated(id=str(org.id), name=org.name, plan=org.plan, role="owner", position=result.position or 0)
 
@@ -46,6 +44,7 @@ def create_org(caller: UserDep, body: OrgCreate, response: Response, container: 
 def list_orgs(caller: CallerDep, _: fresh("memberships"), container: ContainerDep) -> OrgList:
     principal = caller.principal
     if principal.api_key_id is not None:
+        container.app.grant(principal, principal.key_org_id)  # a disabled key lists nothing (401)
         row = container.memberships.organisation(str(principal.key_org_id))
         items = [OrgSummary(id=row["org_id"], name=row["name"], plan=row["plan"], role=None)] if row else []
     else:
@@ -57,8 +56,8 @@ def list_orgs(caller: CallerDep, _: fresh("memberships"), container: ContainerDe
 @router.get("/{org_id}", response_model=OrgOut, summary="An organisation: plan, limits, usage, your role")
 def get_org(org_id: str, caller: CallerDep, container: ContainerDep) -> OrgOut:
     """Answered from the Organisation aggregate (strongly consistent)."""
-    org = container.app.get_organisation(caller.principal, parse_id(org_id, "ORG_NOT_FOUND", "organisation"))
-    return org_view(org, caller.principal)
+    org = parse_id(org_id, "ORG_NOT_FOUND", "organisation")
+    return org_view(container.app.grant(caller.principal, org, Permission.PROMPTS_READ))
 
 
 @router.patch("/{org_id}", response_model=OrgUpdated, summary="Rename and/or change plan (org:manage)")

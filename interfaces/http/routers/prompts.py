@@ -29,7 +29,15 @@ def prompt_id_of(value: str):
 
 
 def etag(prompt_id: Any, version: int) -> str:
+    """The validator of one version's content (by-name fetch, versions): it changes with the version."""
     return f'"{prompt_id}:{version}"'
+
+
+def prompt_etag(row: dict[str, Any]) -> str:
+    """The validator of a prompt's whole representation (labels, archived flag included): it also
+    changes with the position of the last event folded into the row. `If-Match` on a revision
+    compares the version it names."""
+    return f'"{row["prompt_id"]}:{row["latest_version"]}:{row["position"]}"'
 
 
 def etag_matches(header: str | None, tag: str) -> bool:
@@ -108,14 +116,15 @@ def list_prompts(
 @router.get("/by-name/{name}", response_model=FetchOut, summary="Fetch by name + label or version (hot path)",
             responses={304: {"description": "Not modified (If-None-Match matched the ETag)"}})
 def fetch_by_name(
-    scope: ReadScope, _: fresh("catalogue", "versions"), name: str, container: ContainerDep,
+    scope: ReadScope, _: fresh("catalogue"), name: str, container: ContainerDep,
     label: Annotated[str | None, Query(max_length=64, description="Default `latest`")] = None,
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     as_of: AsOf = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Any:
-    """Served from the catalogue and version read models with `ETag: "<prompt_id>:<version>"`;
-    `If-None-Match` with it answers 304. With `as_of`, answered from the event stream instead."""
+    """Served from the catalogue read model alone (prompt, label and version content at one position)
+    with `ETag: "<prompt_id>:<version>"`; `If-None-Match` with it answers 304. With `as_of`, answered
+    from the event stream instead."""
     if label is not None and version is not None:
         raise ApiError(400, "INVALID_PARAMETER", "give label or version, not both")
     label = norm_label(label)
@@ -156,14 +165,15 @@ def fetch_by_name(
 @router.get("/{prompt_id}", response_model=PromptOut, summary="A prompt now, or as of a moment (time travel)")
 def get_prompt(scope: ReadScope, _: fresh("catalogue"), prompt_id: str, response: Response,
                container: ContainerDep, as_of: AsOf = None) -> PromptOut:
-    """`ETag: "<prompt_id>:<latest_version>"`, usable as `If-Match` when revising. With `as_of`,
-    the prompt and its labels as they were at that moment, folded from its events."""
+    """`ETag: "<prompt_id>:<latest_version>:<position>"` (changes with any change of the prompt,
+    labels and archiving included), usable as `If-Match` when revising. With `as_of`, the prompt and
+    its labels as they were at that moment, folded from its events."""
     pid = prompt_id_of(prompt_id)
     if as_of is not None:
         instant = parse_instant(as_of, "as_of")
         return aggregate_view(container.app.read_prompt(scope.principal, scope.org_id, pid, instant), instant)
     row = require_prompt(container, scope.org_id, pid)
-    response.headers["ETag"] = etag(row["prompt_id"], row["latest_version"])
+    response.headers["ETag"] = prompt_etag(row)
     return row_view(row)
 
 

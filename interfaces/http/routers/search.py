@@ -1,7 +1,7 @@
 """Search within an organisation (prompts:read): semantic, keyword or hybrid, and similar prompts.
 
-Keyword results follow the catalogue (`min_position` applies); semantic results also wait for the
-embedding of new versions, which lags a little further. Without a vector index, hybrid degrades to
+Keyword results follow the catalogue (`min_position` applies); semantic results also wait (bounded)
+for the embedding of new versions, which lags a little further, and say so (`degraded`) when it does. Without a vector index, hybrid degrades to
 keyword results (`degraded: true`) and semantic/similar answer 503 `SEARCH_UNAVAILABLE`."""
 from __future__ import annotations
 
@@ -33,13 +33,16 @@ def _unavailable() -> ApiError:
 
 
 @router.post("/prompts/search", response_model=SearchOut, summary="Search prompts (hybrid, semantic or keyword)")
-def search(scope: ReadScope, _: fresh("catalogue"), request: Request, body: SearchIn) -> SearchOut:
+def search(scope: ReadScope, wanted: fresh("catalogue"), request: Request, body: SearchIn) -> SearchOut:
     """A query, not a command: POST only because the request has a body. Ranked prompts with their
-    score, the rank each ranking gave them, and the matched (latest) version."""
+    score, the rank each ranking gave them, and the matched (latest) version. With `min_position`,
+    semantic and hybrid results also wait (bounded) for the vector index; if it is still behind, or
+    behind the catalogue, the answer says `degraded: true` with a notice."""
     try:
         found = request.app.state.search.search(
             str(scope.org_id), body.query, body.mode, body.limit, tags=[t.strip().lower() for t in body.tags],
-            label=body.label.strip().lower() if body.label else None, include_archived=body.include_archived)
+            label=body.label.strip().lower() if body.label else None, include_archived=body.include_archived,
+            min_position=wanted)
     except SemanticSearchUnavailable:
         raise _unavailable() from None
     return SearchOut(mode=found.mode, degraded=found.degraded, notice=found.notice, items=_hits(found.results))

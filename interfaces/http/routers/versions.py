@@ -20,13 +20,17 @@ MAX_VERSION = 2**31 - 1
 
 
 def parse_if_match(header: str, prompt_id: Any) -> int:
-    """`If-Match: "<prompt_id>:<version>"` (the ETag of GET .../prompts/{id}) or a bare version."""
-    value = header.strip().removeprefix("W/").strip('"')
-    owner, _, number = value.rpartition(":")
+    """The version an `If-Match` names: the ETag of GET .../prompts/{id}
+    (`"<prompt_id>:<version>:<position>"`), a version's ETag (`"<prompt_id>:<version>"`) or a bare
+    version number. Only the version is compared (labels moving meanwhile do not stale a revision)."""
+    parts = header.strip().removeprefix("W/").strip('"').split(":")
+    if len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()):
+        raise ApiError(400, "INVALID_PARAMETER", 'If-Match must be the ETag "<prompt_id>:<version>[:<position>]"')
+    owner, number = (parts[0], parts[1]) if len(parts) > 1 else ("", parts[0])
     if owner and owner != str(prompt_id):
         raise ApiError(412, "PRECONDITION_FAILED", "If-Match names another prompt")
     if not number.isdigit() or not 1 <= int(number) <= MAX_VERSION:
-        raise ApiError(400, "INVALID_PARAMETER", 'If-Match must be "<prompt_id>:<version>"')
+        raise ApiError(400, "INVALID_PARAMETER", 'If-Match must be the ETag "<prompt_id>:<version>[:<position>]"')
     return int(number)
 
 
@@ -79,25 +83,25 @@ def revise(scope: MemberScope, prompt_id: str, body: PromptRevise, response: Res
 
 
 @router.get("/versions", response_model=VersionList, summary="Versions, oldest first")
-def list_versions(scope: ReadScope, _: fresh("catalogue", "versions"), prompt_id: str, container: ContainerDep,
+def list_versions(scope: ReadScope, _: fresh("catalogue"), prompt_id: str, container: ContainerDep,
                   after: Annotated[int, Query(ge=0, le=MAX_VERSION)] = 0,
                   limit: Annotated[int, Query(ge=1, le=200)] = 50) -> VersionList:
     pid = prompt_id_of(prompt_id)
     row = require_prompt(container, scope.org_id, pid)
-    rows = container.versions.list(str(scope.org_id), str(pid), after=after, limit=limit)
+    rows = container.catalogue.versions(str(scope.org_id), str(pid), after=after, limit=limit)
     more = len(rows) == limit and rows[-1]["version"] < row["latest_version"]
     return VersionList(items=[version_view(r) for r in rows], next_after=rows[-1]["version"] if more else None)
 
 
 @router.get("/versions/{number}", response_model=VersionOut, summary="One immutable version",
             responses={304: {"description": "Not modified"}})
-def get_version(scope: ReadScope, _: fresh("versions"), prompt_id: str, number: str, response: Response,
+def get_version(scope: ReadScope, _: fresh("catalogue"), prompt_id: str, number: str, response: Response,
                 container: ContainerDep,
                 if_none_match: Annotated[str | None, Header(max_length=1024)] = None) -> Any:
     pid = prompt_id_of(prompt_id)
     n = version_number(number)
     tag = etag(pid, n)
-    found = container.versions.get(str(scope.org_id), str(pid), n)
+    found = container.catalogue.version(str(scope.org_id), str(pid), n)
     if found is None:
         require_prompt(container, scope.org_id, pid)
         raise NotFound(f"version {n} does not exist", code="VERSION_NOT_FOUND", details={"version": n})
@@ -108,13 +112,13 @@ def get_version(scope: ReadScope, _: fresh("versions"), prompt_id: str, number: 
 
 
 @router.get("/diff", response_model=DiffOut, summary="Unified diff of two versions")
-def diff(scope: ReadScope, _: fresh("versions"), prompt_id: str, container: ContainerDep,
+def diff(scope: ReadScope, _: fresh("catalogue"), prompt_id: str, container: ContainerDep,
          from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_VERSION)],
          to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_VERSION)]) -> DiffOut:
     pid = prompt_id_of(prompt_id)
     rows = {}
     for n in (from_version, to_version):
-        rows[n] = container.versions.get(str(scope.org_id), str(pid), n)
+        rows[n] = container.catalogue.version(str(scope.org_id), str(pid), n)
         if rows[n] is None:
             require_prompt(container, scope.org_id, pid)
             raise NotFound(f"version {n} does not exist", code="VERSION_NOT_FOUND", details={"version": n})

@@ -1,10 +1,18 @@
-"""Shared schema pieces: strict request models, the error envelope, list pages."""
+"""Shared schema pieces: strict request models, the error envelope, list pages.
+
+Request bodies are validated in pydantic's python mode (FastAPI parses the JSON first), where a lax
+`int` takes `"1"`, `2.0` and `false` and a lax `bool` takes `"true"` and `1`: integer and boolean
+fields of request models are always `StrictInt` / `StrictBool` (tests/e2e/test_strict_types.py
+checks every one). Query parameters are strings and stay lax.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from interfaces.http.error_codes import summary
 
 
 def _utc(value: datetime) -> datetime:
@@ -57,8 +65,12 @@ class ErrorResponse(ResponseModel):
     request_id: str = Field(examples=["9f1c2a0e4b6d4c1f8e2a7b3c5d6e7f80"])
 
 
-#: For `responses=` on routes: every error status documents the one shape.
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 429, 503)}
+#: For `responses=` on routes: every error status documents the one shape and its codes
+#: (interfaces.http.error_codes); interfaces.http.openapi adds the statuses that depend on the route.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": summary(status)}
+    for status in (400, 401, 403, 404, 409, 422, 429, 503)
+}
 
 
 class Ack(ResponseModel):

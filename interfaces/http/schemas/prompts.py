@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StrictInt, StringConstraints, model_validator
 from typing_extensions import Annotated
 
 from domain.values import MAX_LABEL, MAX_MESSAGE, MAX_NAME, MAX_TAG, MAX_TAGS, MAX_TEMPLATE, MAX_VARIABLES
@@ -40,7 +40,7 @@ class PromptRevise(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"base_version": 1, "template": "You are a friendly support agent for {{product}}. Answer: {{question}}",
          "message": "friendlier tone"}]})
-    base_version: int | None = Field(None, ge=1, le=2**31 - 1, description=(
+    base_version: StrictInt | None = Field(None, ge=1, le=2**31 - 1, description=(
         "The version this edit starts from; a stale one is 409 PROMPT_VERSION_CONFLICT. "
         "May instead be given as `If-Match: \"<prompt_id>:<version>\"` (then a mismatch is 412)."))
     template: str | None = Field(None, max_length=MAX_TEMPLATE)
@@ -126,8 +126,8 @@ class FetchOut(ResponseModel):
 
 class LabelMove(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"version": 2, "expected_version": 1}]})
-    version: int = VERSION
-    expected_version: int | None = Field(None, ge=0, le=2**31 - 1, description=(
+    version: StrictInt = VERSION
+    expected_version: StrictInt | None = Field(None, ge=0, le=2**31 - 1, description=(
         "Compare-and-set: the version the label must point at now (0 = not set); mismatch is 409 LABEL_CONFLICT."))
 
 
@@ -157,7 +157,7 @@ class RenderRequest(RequestModel):
     variables: dict[Annotated[str, StringConstraints(max_length=64)], Scalar] = Field(
         default_factory=dict, max_length=64)
     label: str | None = Field(None, max_length=MAX_LABEL)
-    version: int | None = Field(None, ge=1, le=2**31 - 1)
+    version: StrictInt | None = Field(None, ge=1, le=2**31 - 1)
 
     @model_validator(mode="after")
     def _label_or_version(self) -> "RenderRequest":

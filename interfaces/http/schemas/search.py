@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from interfaces.http.schemas.common import RequestModel, ResponseModel
 
@@ -13,10 +13,10 @@ class SearchIn(RequestModel):
 
     query: str = Field(min_length=1, max_length=500, examples=["answer customer refund questions politely"])
     mode: Literal["hybrid", "semantic", "keyword"] = "hybrid"
-    limit: int = Field(10, ge=1, le=50)
+    limit: StrictInt = Field(10, ge=1, le=50)
     tags: list[str] = Field(default_factory=list, max_length=8, description="results carry all of these tags")
     label: str | None = Field(None, max_length=64, description="results have this label set")
-    include_archived: bool = False
+    include_archived: StrictBool = False
 
 
 class SearchHit(ResponseModel):

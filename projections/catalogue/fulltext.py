@@ -1,4 +1,4 @@
-"""Keyword search over the catalogue: SQLite FTS5 (embedded) or Postgres full-text (production).
+"""Keyword search over the catalogue's own rows: SQLite FTS5 (embedded) or Postgres full-text (production).
 
 The full-text index is derived from `rm_prompts` inside the database itself (FTS5 triggers on
 SQLite, an expression GIN index on Postgres), so it changes in the same transaction as the
@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import DDL, Engine, event, text
 
-from projections.catalogue import prompts
+from domain.values import AUTOMATIC_LABELS
+from projections.catalogue.tables import prompts
 
 _SQLITE_DDL = [
     """CREATE VIRTUAL TABLE IF NOT EXISTS rm_prompts_fts USING fts5(
@@ -44,6 +45,8 @@ _PG_DDL = [f"CREATE INDEX IF NOT EXISTS ix_rm_prompts_fts ON rm_prompts USING gi
 
 for statement in _SQLITE_DDL:
     event.listen(prompts, "after_create", DDL(statement).execute_if(dialect="sqlite"))
+# The FTS5 index points at rm_prompts' rowids: it goes when the table goes (schema upgrades).
+event.listen(prompts, "before_drop", DDL("DROP TABLE IF EXISTS rm_prompts_fts").execute_if(dialect="sqlite"))
 for statement in _PG_DDL:
     event.listen(prompts, "after_create", DDL(statement).execute_if(dialect="postgresql"))
 
@@ -129,7 +132,7 @@ class KeywordSearch:
             clauses.append(f"EXISTS (SELECT 1 FROM rm_prompt_tags t WHERE t.org_id = p.org_id "
                            f"AND t.prompt_id = p.prompt_id AND t.tag = :tag{i})")
             params[f"tag{i}"] = tag
-        if label:
+        if label and label not in AUTOMATIC_LABELS:  # every prompt has `latest`
             clauses.append("EXISTS (SELECT 1 FROM rm_prompt_labels l WHERE l.org_id = p.org_id "
                            "AND l.prompt_id = p.prompt_id AND l.label = :label)")
             params["label"] = label

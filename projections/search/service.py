@@ -1,4 +1,11 @@
-"""Search queries: semantic (vectors), keyword (full text) and hybrid (reciprocal-rank fusion)."""
+"""Search: semantic (vectors), keyword (full text) and hybrid (reciprocal-rank fusion).
+
+A query service over two read models, the catalogue (rows, full text) and the vector index, which
+advance independently. It therefore says when the index lags: with `min_position` it waits
+(bounded) for the vector projection too, and whenever the index is behind (the position asked
+for, or the catalogue) the answer is marked `degraded` with a notice. A vector hit is kept only
+if the catalogue's row for it still matches the filters, so a lagging payload can never return,
+say, an archived prompt to a search that excludes them."""
 from __future__ import annotations
 
 import time
@@ -6,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from projections.catalogue import Catalogue
-from projections.keyword_search import KeywordSearch
+from domain.values import AUTOMATIC_LABELS
+from projections.catalogue import Catalogue, KeywordSearch
 from projections.vectors.embedder import Embedder
 from projections.vectors.index import VectorIndex, VectorIndexUnavailable
 
@@ -20,6 +27,11 @@ RRF_K = 2
 KEYWORD_WEIGHT = 0.6
 #: How many candidates each ranking contributes to the fusion.
 CANDIDATES = 50
+
+
+#: Answers whether the vector index is behind: given the position a query asked for (or None), a
+#: notice explaining how it lags, or None when it is current (see interfaces.bootstrap).
+IndexFreshness = Callable[[int | None], str | None]
 
 
 class SemanticSearchUnavailable(Exception):
@@ -57,19 +69,28 @@ def rrf(rankings: dict[str, Sequence[str]], k: int = RRF_K,
 
 class SearchService:
     def __init__(self, catalogue: Catalogue, keyword: KeywordSearch, index: VectorIndex | None,
-                 embedder: Embedder | None,
+                 embedder: Embedder | None, *, freshness: IndexFreshness | None = None,
                  observe: Callable[[str, float], None] | None = None):
         self.catalogue = catalogue
         self.keyword = keyword
         self.index = index
         self.embedder = embedder
+        self.freshness = freshness
         self.observe = observe
 
     def search(self, org_id: str, query: str, mode: Mode = "hybrid", limit: int = 10, *, tags: Sequence[str] = (),
-               label: str | None = None, include_archived: bool = False) -> SearchResponse:
+               label: str | None = None, include_archived: bool = False,
+               min_position: int | None = None) -> SearchResponse:
         started = time.perf_counter()
+        if label in AUTOMATIC_LABELS:  # every prompt has `latest`: no narrowing
+            label = None
         try:
-            return self._search(str(org_id), query, mode, limit, tags, label, include_archived)
+            response = self._search(str(org_id), query, mode, limit, tags, label, include_archived)
+            if mode != "keyword" and not response.degraded and self.freshness is not None:
+                notice = self.freshness(min_position)
+                if notice:
+                    response.degraded, response.notice = True, notice
+            return response
         finally:
             if self.observe:
                 self.observe(mode, time.perf_counter() - started)
@@ -94,11 +115,11 @@ class SearchService:
                                   notice="vector index unreachable: keyword results only")
         if mode == "semantic":
             return SearchResponse(mode, self._with_rows(org_id, [(h.prompt_id, h.score, {"semantic": i})
-                                                                 for i, h in enumerate(dense, 1)]))
+                                                                 for i, h in enumerate(dense, 1)], filters))
         keyword = self.keyword.search(org_id, query, CANDIDATES, **filters)
         fused = rrf({"semantic": [h.prompt_id for h in dense], "keyword": [h.prompt_id for h in keyword]},
-                    weights={"keyword": KEYWORD_WEIGHT})[:limit]
-        return SearchResponse(mode, self._with_rows(org_id, fused))
+                    weights={"keyword": KEYWORD_WEIGHT})
+        return SearchResponse(mode, self._with_rows(org_id, fused, filters, limit))
 
     def similar(self, org_id: str, prompt_id: str, limit: int = 10) -> list[SearchResult] | None:
         """Nearest prompts to one prompt (itself excluded); None when it has no vector yet."""
@@ -114,12 +135,26 @@ class SearchService:
         if vector is None:
             return None
         hits = self.index.search(str(org_id), vector, limit, exclude_ids=[str(prompt_id)])
-        return self._with_rows(org_id, [(h.prompt_id, h.score, {"semantic": i}) for i, h in enumerate(hits, 1)])
+        return self._with_rows(org_id, [(h.prompt_id, h.score, {"semantic": i}) for i, h in enumerate(hits, 1)],
+                               {"tags": (), "label": None, "include_archived": False})
 
-    def _with_rows(self, org_id: str, scored) -> list[SearchResult]:
-        out = []
+    def _with_rows(self, org_id: str, scored, filters: dict[str, Any], limit: int | None = None) -> list[SearchResult]:
+        """The catalogue's rows for ranked ids, best first, keeping only rows that match the
+        filters now (the index's payload may lag the catalogue), up to `limit`."""
+        out: list[SearchResult] = []
         for prompt_id, score, ranks in scored:
+            if limit is not None and len(out) >= limit:
+                break
             row = self.catalogue.get(org_id, prompt_id)  # tenant-scoped read; skips vanished rows
-            if row is not None:
+            if row is not None and _matches(row, **filters):
                 out.append(SearchResult(prompt_id, score, row, ranks))
         return out
+
+
+def _matches(row: dict[str, Any], *, tags: Sequence[str], label: str | None, include_archived: bool) -> bool:
+    """Whether the catalogue's row satisfies the search filters (the index's payload may lag)."""
+    if row["archived"] and not include_archived:
+        return False
+    if label is not None and label not in row["labels"]:
+        return False
+    return set(tags) <= set(row["tags"])

@@ -1,0 +1,71 @@
+"""`@command`: what every command method shares, in one place.
+
+A command method loads aggregates, decides, and saves once. The decorator:
+- runs it inside `domain.base.acting(actor, request_id)`, so every event it triggers carries the
+  acting principal and the request id as metadata (the method's `principal` and `request_id`
+  arguments; commands without a principal, like registration, open their own `acting` block);
+- re-runs it when a concurrent save won the race on one of its aggregates (the event store's
+  IntegrityError), with jittered exponential backoff (tenacity): a retry reloads every aggregate,
+  so a stale revision then fails with the domain's own conflict error, while an unrelated race
+  succeeds on a later attempt; after `MAX_ATTEMPTS` the caller gets 409 `CONCURRENT_MODIFICATION`;
+- reports each call's outcome to the application's `command_observer` (metrics), once per call.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any, TypeVar
+
+from eventsourcing.persistence import IntegrityError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from domain.base import acting
+from domain.errors import Conflict
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_ATTEMPTS = 30
+#: Observer signature: (command name, exception or None, seconds).
+CommandObserver = Callable[[str, BaseException | None, float], None]
+
+
+def _too_much_contention(_state: Any) -> Any:
+    raise Conflict("too much contention, try again", code="CONCURRENT_MODIFICATION")
+
+
+def command(fn: F) -> F:
+    """Mark an application method as a command (see module docstring)."""
+    signature = inspect.signature(fn)
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs).arguments
+        principal = bound.get("principal")
+        metadata = acting(principal.actor, bound.get("request_id", "")) if principal is not None else nullcontext()
+        retrying = Retrying(
+            retry=retry_if_exception_type(IntegrityError), stop=stop_after_attempt(MAX_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.001, max=0.05), retry_error_callback=_too_much_contention,
+        )
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            with metadata:
+                return retrying(fn, self, *args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            observer: CommandObserver | None = getattr(self, "command_observer", None)
+            if observer is not None:
+                observer(name, error, time.perf_counter() - started)
+
+    run.__command__ = name  # type: ignore[attr-defined]
+    return run  # type: ignore[return-value]
+
+
+def command_names(cls: type) -> list[str]:
+    """The commands an application class declares (methods decorated with `@command`)."""
+    return sorted(n for n, f in inspect.getmembers(cls, inspect.isfunction) if getattr(f, "__command__", None))
