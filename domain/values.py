@@ -38,7 +38,9 @@ def _encodable(text: str) -> bool:
 
 
 def _has_control(text: str, allowed: str = "\t\n\r") -> bool:
-    return any(unicodedata.category(c) in {"Cc", "Cf", "Cs"} and c not in allowed for c in text)
+    """Control, format or surrogate characters, or line/paragraph separators (U+2028, U+2029), other
+    than those `allowed`."""
+    return any(unicodedata.category(c) in {"Cc", "Cf", "Cs", "Zl", "Zp"} and c not in allowed for c in text)
 
 
 def clean_name(name: str, *, what: str = "name", max_len: int = MAX_NAME) -> str:

@@ -23,11 +23,15 @@ class LostClaim(Exception):
     """Another runner advanced the position first; this batch was not applied."""
 
 
-def catch_up_once(projection: Projection, source: EventSource, batch_size: int = DEFAULT_BATCH) -> int:
-    """Apply at most one batch. Returns the number of events applied (0 when up to date)."""
+def catch_up_once(projection: Projection, source: EventSource, batch_size: int = DEFAULT_BATCH,
+                  until: int | None = None) -> int:
+    """Apply at most one batch (of events up to position `until`, when given). Returns the number
+    of events applied (0 when up to date)."""
     with write(projection.engine) as conn:
         current = tracking.read(conn, projection.name).position
-        batch = source.read(current, batch_size)
+        if until is not None and current >= until:
+            return 0
+        batch = source.read(current, batch_size if until is None else min(batch_size, until - current))
         if not batch:
             return 0
         last = batch[-1]

@@ -63,38 +63,43 @@ class ProjectionSupervisor:
 
     # -- catch-up ---------------------------------------------------------------------------
     def catch_up(self, names: list[str] | None = None) -> int:
-        """Fold every pending event into the named projections (default: all this process drives)."""
+        """Fold the log, up to its head when the call starts, into the named projections (default:
+        all this process drives). Events committed meanwhile are for the next call (the runners are
+        woken after every commit), so a call ends even under sustained writes."""
         wanted = names if names is not None else [*self.sql, *([VECTORS] if self.vectors else [])]
-        applied = self._round_robin([n for n in wanted if n in self.sql])
+        applied = self._round_robin([n for n in wanted if n in self.sql], self.source.head())
         if VECTORS in wanted and self.vectors is not None:
             applied += self._guarded(VECTORS, lambda: self.vectors.catch_up(self.source, VECTOR_BATCH,
                                                                           lambda _n: self._notify())) or 0
+            applied = max(applied, 0)
         return applied
 
-    def _round_robin(self, names: list[str]) -> int:
+    def _round_robin(self, names: list[str], until: int) -> int:
+        """One batch per projection in turn until every one reached `until`."""
         applied = 0
         pending = list(names)
         while pending:
             still = []
             for name in pending:
                 n = self._guarded(name, lambda name=name: catchup.catch_up_once(self.sql[name], self.source,
-                                                                                 self.batch_size))
+                                                                                 self.batch_size, until))
                 if n is None:  # failed: recorded, retried on the next catch-up
                     continue
-                if n:
-                    applied += n
+                if n:  # applied a batch, or lost the claim to another runner (-1): go on
                     still.append(name)
+                if n > 0:
+                    applied += n
                     self._notify()
             pending = still
         return applied
 
     def _guarded(self, name: str, step: Callable[[], int]) -> int | None:
-        """Run one step of one projection; None when it failed (after recording the failure).
-        A lost claim is not a failure: another runner applied that batch, so try again."""
+        """Run one step of one projection: events applied, -1 when another runner claimed the batch
+        first (not a failure: try again), None when it failed (after recording the failure)."""
         try:
             return step()
         except LostClaim:
-            return 1
+            return -1
         except Exception as exc:  # isolate: one projection's failure must not stop the others
             log.exception("projection %s failed; the others go on, it is retried on the next catch-up", name)
             self._record(name, exc)

@@ -101,7 +101,7 @@ def make_settings(backend, tmp_path) -> Iterator:
             if not schemas:
                 schemas.append(PostgresSchema(postgres_url()).__enter__())
             schema = schemas[0]
-            base.update(event_store_url=schema.event_store_url, read_model_url=schema.read_model_url, db_pool_size=6)
+            base.update(event_store_url=schema.event_store_url, read_model_url=schema.read_model_url, db_pool_size=4)
         base.update(overrides)
         return Settings(**base)
 

@@ -17,7 +17,6 @@ Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLi
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -76,10 +75,6 @@ class RateLimiter:
                       for kind in ("key", "user", "org", "addr")}
         self.cooldown = cooldown
         self._down_until = 0.0
-
-    @staticmethod
-    def token_key(token: str) -> str:
-        return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
 
     def hit(self, kind: str, key: str) -> Quota | None:
         """Count one request against a bucket; None when the storage is down (fail open)."""

@@ -85,11 +85,11 @@ class SearchService:
         if label in AUTOMATIC_LABELS:  # every prompt has `latest`: no narrowing
             label = None
         try:
+            # Wait (bounded) for the index first, so the dense ranking sees what was asked for.
+            lag = self.freshness(min_position) if mode != "keyword" and self.freshness is not None else None
             response = self._search(str(org_id), query, mode, limit, tags, label, include_archived)
-            if mode != "keyword" and not response.degraded and self.freshness is not None:
-                notice = self.freshness(min_position)
-                if notice:
-                    response.degraded, response.notice = True, notice
+            if lag and not response.degraded:
+                response.degraded, response.notice = True, lag
             return response
         finally:
             if self.observe:

@@ -74,7 +74,7 @@ def module_api(request) -> Iterator[Api]:
         else:
             schema = stack.enter_context(PostgresSchema(postgres_url()))
             base.update(event_store_url=schema.event_store_url, read_model_url=schema.read_model_url,
-                        db_pool_size=25)
+                        db_pool_size=4)
         yield _serve(Settings(**base), stack)
 
 

@@ -214,3 +214,22 @@ def test_request_id_is_accepted_when_plain_else_generated(api, rid, echoed):
     body = assert_error(r, 401)
     assert (body["request_id"] == rid) is echoed
     assert 1 <= len(body["request_id"]) <= 128
+
+
+def test_change_password_ends_every_session(api):
+    """The command existed without a route: a user could never change their password."""
+    user = api.user("pw")
+    other = api.login(user.email).json()
+    wrong = api.post("/v1/me/password", json={"current_password": "not my password!!", "new_password": "x" * 20},
+                     headers=user.h)
+    assert_error(wrong, 401, "INVALID_CREDENTIALS")
+    assert_error(api.post("/v1/me/password", json={"current_password": user.password, "new_password": "short"},
+                          headers=user.h), 422)
+    r = api.post("/v1/me/password", json={"current_password": user.password, "new_password": "a brand new passphrase"},
+                 headers=user.h)
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    for token in (user.access, other["access_token"]):
+        assert_error(api.get("/v1/me", headers={"Authorization": f"Bearer {token}"}), 401, "SESSION_REVOKED")
+    assert_error(api.post("/v1/auth/refresh", json={"refresh_token": user.refresh}), 401, "SESSION_REVOKED")
+    assert_error(api.login(user.email), 401, "INVALID_CREDENTIALS")
+    assert api.login(user.email, "a brand new passphrase").status_code == 200

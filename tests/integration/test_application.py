@@ -161,6 +161,12 @@ def test_sessions_refresh_rotation_and_reuse(world):
         app.login("owner@ex.com", "wrong-password-123", "pytest", "r")
     assert exc.value.code == "INVALID_CREDENTIALS"
     other = app.login("owner@ex.com", "owner-correct-horse", "pytest", "r")
+    # A refresh naming another user is refused BEFORE anything is saved: no rotation, no revocation.
+    head = app.head_position()
+    with pytest.raises(Unauthenticated) as exc:
+        app.refresh_session(other.session_id, 0, uuid4(), "r")
+    assert exc.value.code == "INVALID_TOKEN" and app.head_position() == head
+    assert app.refresh_session(other.session_id, 0, other.user_id, "r").generation == 1  # still generation 0
     app.logout_all(other.user_id, "r")
     with pytest.raises(Unauthenticated):
         app.check_session(other.session_id, other.user_id)

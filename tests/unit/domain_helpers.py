@@ -8,6 +8,10 @@
   exact `==` comparison also catches unexpected extra fields (a leaked secret, a missing `org_id`).
 * `refused(aggregate, command, kind=..., code=...)` runs a command that must be refused and checks the
   error kind, its stable code, optionally its details, and that NO event was emitted.
+* `by(actor, request)` is the event metadata a command runs under: domain commands take no actor or
+  request id, they must run inside `domain.base.acting(...)` and every event they trigger is stamped
+  with both. `with by(ACTOR, REQUEST): prompt.archive()`; `by(...)` also wraps a callable
+  (`by(ACTOR, "r1")(lambda p: p.archive())`), being a `contextlib` context manager.
 """
 from __future__ import annotations
 
@@ -18,12 +22,18 @@ import pytest
 from eventsourcing.application import project_aggregate
 from eventsourcing.domain import Aggregate
 
+from domain.base import acting
 from domain.errors import DomainError
 
 ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 ACTOR = "user:alice"
 REQUEST = "req-1"
+
+
+def by(actor: str = ACTOR, request: str = REQUEST):
+    """Commands run inside are stamped with `actor` and `request` (the request id)."""
+    return acting(actor, request)
 
 
 def history(aggregate: Aggregate) -> list[Any]:
@@ -73,9 +83,12 @@ def refused(
     code: str,
     details: dict[str, Any] | None = None,
 ) -> DomainError:
-    """Run `command`, expect `kind` with `code` (and exactly `details` if given), and no new event."""
+    """Run `command`, expect `kind` with `code` (and exactly `details` if given), and no new event.
+
+    The command runs as ACTOR / REQUEST: a refused command emits nothing, so whose metadata it ran
+    under cannot show (the domain decides on explicit arguments such as `by_role`, never on the actor)."""
     version_before = aggregate.version if aggregate is not None else None
-    with pytest.raises(kind) as info:
+    with pytest.raises(kind) as info, by(ACTOR, REQUEST):
         command()
     error = info.value
     assert error.code == code, f"expected {code}, got {error.code}: {error.message}"

@@ -10,7 +10,7 @@ from domain.errors import Unauthenticated
 from domain.ids import email_index_id
 from domain.session import Session
 from domain.user import EmailIndex, User, normalise_email
-from tests.unit.domain_helpers import ACTOR, REQUEST, attrs, given, history, refused, replay, then
+from tests.unit.domain_helpers import ACTOR, REQUEST, attrs, by, given, history, refused, replay, then
 
 PASSWORD = "correct horse battery staple"
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
@@ -23,16 +23,16 @@ def password_hash() -> str:
 
 
 def registered(password_hash: str = "argon2-hash-placeholder") -> list:
-    return history(User(id=USER_ID, email="alice@example.com", password_hash=password_hash,
-                        display_name="Alice", actor=f"user:{USER_ID}", request_id="req-register"))
+    with by(f"user:{USER_ID}", "req-register"):
+        return history(User.register(USER_ID, "alice@example.com", password_hash, "Alice"))
 
 
 # -- User ----------------------------------------------------------------------------------------
 
 
 def test_register_emits_registered_with_email_name_and_hash(password_hash):
-    user = User(id=USER_ID, email="alice@example.com", password_hash=password_hash, display_name="Alice",
-                actor=f"user:{USER_ID}", request_id="req-register")
+    with by(f"user:{USER_ID}", "req-register"):
+        user = User.register(USER_ID, "alice@example.com", password_hash, "Alice")
 
     assert then(user) == [("Registered", {
         "email": "alice@example.com", "password_hash": password_hash, "display_name": "Alice",
@@ -62,7 +62,8 @@ def test_replayed_user_has_registration_state():
 def test_change_password_emits_password_changed_and_bumps_session_epoch():
     user = given(registered("h1"))
 
-    user.change_password("h2", actor=ACTOR, request_id=REQUEST)
+    with by(ACTOR, REQUEST):
+        user.change_password("h2")
 
     assert then(user) == [("PasswordChanged", {"password_hash": "h2", "actor": ACTOR, "request_id": REQUEST})]
     assert user.password_hash == "h2"
@@ -71,8 +72,10 @@ def test_change_password_emits_password_changed_and_bumps_session_epoch():
 
 def test_change_password_epoch_survives_replay():
     live = given(registered("h1"))
-    live.change_password("h2", actor=ACTOR, request_id="r2")
-    live.change_password("h3", actor=ACTOR, request_id="r3")
+    with by(ACTOR, "r2"):
+        live.change_password("h2")
+    with by(ACTOR, "r3"):
+        live.change_password("h3")
 
     rebuilt = given(registered("h1"), history(live))
 
@@ -82,8 +85,10 @@ def test_change_password_epoch_survives_replay():
 def test_revoke_all_sessions_emits_event_and_bumps_epoch_each_time():
     user = given(registered())
 
-    user.revoke_all_sessions(actor=ACTOR, request_id="r1")
-    user.revoke_all_sessions(actor=ACTOR, request_id="r2")
+    with by(ACTOR, "r1"):
+        user.revoke_all_sessions()
+    with by(ACTOR, "r2"):
+        user.revoke_all_sessions()
 
     assert then(user) == [
         ("AllSessionsRevoked", {"actor": ACTOR, "request_id": "r1"}),
@@ -97,10 +102,11 @@ def test_password_change_deactivates_sessions_opened_before_it():
     session = given(opened(epoch=user.session_epoch))
     assert session.is_active(user.session_epoch)
 
-    user.change_password("h2", actor=ACTOR, request_id=REQUEST)
+    with by(ACTOR, REQUEST):
+        user.change_password("h2")
 
     assert not session.is_active(user.session_epoch)
-    refused(session, lambda: session.refresh(0, user.session_epoch, ACTOR, REQUEST),
+    refused(session, lambda: session.refresh(0, user.session_epoch),
             kind=Unauthenticated, code="SESSION_REVOKED")
 
 
@@ -141,21 +147,22 @@ def test_email_index_created_event_points_at_the_user():
 
 
 def opened(epoch: int = 0) -> list:
-    return history(Session(id=SESSION_ID, user_id=USER_ID, epoch=epoch, user_agent="curl/8",
-                           actor=f"user:{USER_ID}", request_id="req-login"))
+    with by(f"user:{USER_ID}", "req-login"):
+        return history(Session.open(SESSION_ID, USER_ID, epoch, "curl/8"))
 
 
 def refreshed_to(generation: int, epoch: int = 0) -> list:
     """Events of a session opened at `epoch` and refreshed up to `generation`."""
     session = given(opened(epoch))
     for g in range(generation):
-        assert session.refresh(g, epoch, ACTOR, f"req-refresh-{g}") is True
+        with by(ACTOR, f"req-refresh-{g}"):
+            assert session.refresh(g, epoch) is True
     return opened(epoch) + history(session)
 
 
 def test_open_session_emits_opened_at_generation_zero():
-    session = Session(id=SESSION_ID, user_id=USER_ID, epoch=3, user_agent="curl/8",
-                      actor=f"user:{USER_ID}", request_id="req-login")
+    with by(f"user:{USER_ID}", "req-login"):
+        session = Session.open(SESSION_ID, USER_ID, 3, "curl/8")
 
     assert then(session) == [("Opened", {
         "user_id": USER_ID, "epoch": 3, "user_agent": "curl/8", "actor": f"user:{USER_ID}",
@@ -169,7 +176,8 @@ def test_open_session_emits_opened_at_generation_zero():
 def test_refresh_with_current_generation_rotates_to_next():
     session = given(opened())
 
-    assert session.refresh(0, 0, ACTOR, REQUEST) is True
+    with by(ACTOR, REQUEST):
+        assert session.refresh(0, 0) is True
 
     assert then(session) == [("Refreshed", {"generation": 1, "actor": ACTOR, "request_id": REQUEST})]
     assert session.generation == 1
@@ -179,7 +187,8 @@ def test_refresh_rotation_continues_from_replayed_generation():
     session = given(refreshed_to(2))
     assert session.generation == 2
 
-    assert session.refresh(2, 0, ACTOR, REQUEST) is True
+    with by(ACTOR, REQUEST):
+        assert session.refresh(2, 0) is True
 
     assert then(session) == [("Refreshed", {"generation": 3, "actor": ACTOR, "request_id": REQUEST})]
 
@@ -187,7 +196,8 @@ def test_refresh_rotation_continues_from_replayed_generation():
 def test_refresh_with_old_generation_is_reuse_and_revokes_the_family():
     session = given(refreshed_to(2))
 
-    assert session.refresh(1, 0, ACTOR, REQUEST) is False
+    with by(ACTOR, REQUEST):
+        assert session.refresh(1, 0) is False
 
     assert then(session) == [("Revoked", {"reason": "refresh_token_reuse", "actor": ACTOR, "request_id": REQUEST})]
     assert session.revoked and session.revoked_reason == "refresh_token_reuse"
@@ -195,18 +205,19 @@ def test_refresh_with_old_generation_is_reuse_and_revokes_the_family():
 
 def test_after_reuse_even_the_current_generation_is_refused():
     session = given(refreshed_to(2))
-    assert session.refresh(0, 0, ACTOR, "r-reuse") is False
+    with by(ACTOR, "r-reuse"):
+        assert session.refresh(0, 0) is False
     reuse_events = history(session)
 
     replayed = given(refreshed_to(2), reuse_events)
 
-    refused(replayed, lambda: replayed.refresh(2, 0, ACTOR, REQUEST), kind=Unauthenticated, code="SESSION_REVOKED")
+    refused(replayed, lambda: replayed.refresh(2, 0), kind=Unauthenticated, code="SESSION_REVOKED")
 
 
 def test_refresh_with_future_generation_is_invalid_and_emits_nothing():
     session = given(refreshed_to(1))
 
-    refused(session, lambda: session.refresh(2, 0, ACTOR, REQUEST), kind=Unauthenticated,
+    refused(session, lambda: session.refresh(2, 0), kind=Unauthenticated,
             code="INVALID_TOKEN")
 
     assert (session.generation, session.revoked) == (1, False)
@@ -214,16 +225,17 @@ def test_refresh_with_future_generation_is_invalid_and_emits_nothing():
 
 def test_refresh_on_revoked_session_is_refused():
     session = given(opened())
-    session.revoke("logout", ACTOR, "r-logout")
+    with by(ACTOR, "r-logout"):
+        session.revoke("logout")
     revoked = given(opened(), history(session))
 
-    refused(revoked, lambda: revoked.refresh(0, 0, ACTOR, REQUEST), kind=Unauthenticated, code="SESSION_REVOKED")
+    refused(revoked, lambda: revoked.refresh(0, 0), kind=Unauthenticated, code="SESSION_REVOKED")
 
 
 def test_refresh_with_stale_user_epoch_is_refused_without_revoking():
     session = given(opened(epoch=0))
 
-    refused(session, lambda: session.refresh(0, 1, ACTOR, REQUEST), kind=Unauthenticated, code="SESSION_REVOKED")
+    refused(session, lambda: session.refresh(0, 1), kind=Unauthenticated, code="SESSION_REVOKED")
 
     assert session.revoked is False
     assert session.generation == 0
@@ -232,7 +244,8 @@ def test_refresh_with_stale_user_epoch_is_refused_without_revoking():
 def test_revoke_emits_revoked_with_reason():
     session = given(opened())
 
-    session.revoke("logout", ACTOR, REQUEST)
+    with by(ACTOR, REQUEST):
+        session.revoke("logout")
 
     assert then(session) == [("Revoked", {"reason": "logout", "actor": ACTOR, "request_id": REQUEST})]
     assert not session.is_active(0)
@@ -240,10 +253,12 @@ def test_revoke_emits_revoked_with_reason():
 
 def test_revoke_is_idempotent():
     session = given(opened())
-    session.revoke("logout", ACTOR, "r1")
+    with by(ACTOR, "r1"):
+        session.revoke("logout")
     revoked = given(opened(), history(session))
 
-    revoked.revoke("password_change", ACTOR, "r2")
+    with by(ACTOR, "r2"):
+        revoked.revoke("password_change")
 
     assert then(revoked) == []
     assert revoked.revoked_reason == "logout"
@@ -251,9 +266,12 @@ def test_revoke_is_idempotent():
 
 def test_session_replay_matches_live_state():
     session = given(opened())
-    session.refresh(0, 0, ACTOR, "r1")
-    session.refresh(1, 0, ACTOR, "r2")
-    session.refresh(0, 0, ACTOR, "r3")  # reuse
+    with by(ACTOR, "r1"):
+        session.refresh(0, 0)
+    with by(ACTOR, "r2"):
+        session.refresh(1, 0)
+    with by(ACTOR, "r3"):
+        session.refresh(0, 0)  # reuse
     rebuilt = replay(opened() + history(session))
 
     assert (rebuilt.generation, rebuilt.revoked, rebuilt.revoked_reason) == (

@@ -9,7 +9,7 @@ import pytest
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.ids import prompt_name_index_id
 from domain.prompt import Prompt, PromptNameIndex
-from tests.unit.domain_helpers import ACTOR, REQUEST, given, history, refused, replay, then
+from tests.unit.domain_helpers import ACTOR, REQUEST, by, given, history, refused, replay, then
 
 PROMPT_ID = UUID("00000000-0000-4000-8000-0000000000d1")
 ORG_ID = UUID("00000000-0000-4000-8000-00000000000a")
@@ -17,12 +17,13 @@ OTHER_ORG = UUID("00000000-0000-4000-8000-00000000000b")
 TEMPLATE = "Hello {{name}}, welcome to {{ place }}."
 
 
-def create(**overrides) -> Prompt:
+def create(actor: str = ACTOR, request: str = "req-create", **overrides) -> Prompt:
+    """`Prompt.create` with defaults for every argument, run as `actor` for `request`."""
     args = dict(id=PROMPT_ID, org_id=ORG_ID, name="greeting", template=TEMPLATE, variables=None,
-                model_config={"temperature": 0.2}, tags=["Onboarding"], message="first", actor=ACTOR,
-                request_id="req-create")
+                model_config={"temperature": 0.2}, tags=["Onboarding"], message="first")
     args.update(overrides)
-    return Prompt.create(**args)
+    with by(actor, request):
+        return Prompt.create(**args)
 
 
 def created(**overrides) -> list:
@@ -33,14 +34,16 @@ def with_versions(n: int) -> list:
     """Events of a prompt with versions 1..n (each revision changes the template)."""
     prompt = given(created())
     for v in range(2, n + 1):
-        prompt.revise(v - 1, ACTOR, f"req-rev-{v}", template=f"v{v} {{{{name}}}}", message=f"v{v}")
+        with by(ACTOR, f"req-rev-{v}"):
+            prompt.revise(v - 1, template=f"v{v} {{{{name}}}}", message=f"v{v}")
     return created() + history(prompt)
 
 
-def after(base: list, command) -> list:
-    """`base` plus the events `command(prompt)` produces on it."""
+def after(base: list, command, request: str = "r", actor: str = ACTOR) -> list:
+    """`base` plus the events `command(prompt)` produces on it, run as `actor` for `request`."""
     prompt = given(base)
-    command(prompt)
+    with by(actor, request):
+        command(prompt)
     return base + history(prompt)
 
 
@@ -99,8 +102,11 @@ def test_create_with_non_json_model_config_is_refused(config):
     refused(None, lambda: create(model_config=config), kind=Invalid, code="INVALID_MODEL_CONFIG")
 
 
-def test_create_with_bad_name_is_refused():
-    refused(None, lambda: create(name="a/b"), kind=Invalid, code="INVALID_NAME")
+@pytest.mark.parametrize("name", ["a/b", "greeting\tv2", "greeting\nv2", "greeting\rv2", "   "],
+                         ids=["slash", "tab", "newline", "carriage-return", "blank"])
+def test_create_with_bad_name_is_refused(name):
+    """Tab or line breaks inside a name are refused: the prompt could never be fetched by that name."""
+    refused(None, lambda: create(name=name), kind=Invalid, code="INVALID_NAME")
 
 
 def test_create_with_control_chars_in_message_is_refused():
@@ -113,7 +119,8 @@ def test_create_with_control_chars_in_message_is_refused():
 def test_revise_from_latest_emits_revised_with_next_version():
     prompt = given(created())
 
-    prompt.revise(1, "user:bob", REQUEST, template="Bye {{name}}", message=" second ")
+    with by("user:bob", REQUEST):
+        prompt.revise(1, template="Bye {{name}}", message=" second ")
 
     assert then(prompt) == [("Revised", {
         "version": 2, "org_id": ORG_ID, "template": "Bye {{name}}", "variables": ["name"],
@@ -128,7 +135,8 @@ def test_revise_from_latest_emits_revised_with_next_version():
 def test_revise_with_everything_omitted_inherits_the_latest_version():
     prompt = given(with_versions(2))
 
-    prompt.revise(2, ACTOR, REQUEST)
+    with by(ACTOR, REQUEST):
+        prompt.revise(2)
 
     ((name, event),) = then(prompt)
     assert name == "Revised" and event["version"] == 3
@@ -139,7 +147,8 @@ def test_revise_with_everything_omitted_inherits_the_latest_version():
 def test_revise_without_template_keeps_the_declared_variable_order():
     prompt = given(created(variables=["place", "name"]))
 
-    prompt.revise(1, ACTOR, REQUEST, message="same")
+    with by(ACTOR, REQUEST):
+        prompt.revise(1, message="same")
 
     assert then(prompt)[0][1]["variables"] == ["place", "name"]
 
@@ -147,7 +156,8 @@ def test_revise_without_template_keeps_the_declared_variable_order():
 def test_revise_with_a_new_template_defaults_variables_to_its_placeholders():
     prompt = given(created(variables=["place", "name"]))
 
-    prompt.revise(1, ACTOR, REQUEST, template="{{ b }} then {{a}}")
+    with by(ACTOR, REQUEST):
+        prompt.revise(1, template="{{ b }} then {{a}}")
 
     assert then(prompt)[0][1]["variables"] == ["b", "a"]
 
@@ -155,7 +165,8 @@ def test_revise_with_a_new_template_defaults_variables_to_its_placeholders():
 def test_revise_replaces_only_the_fields_given():
     prompt = given(created())
 
-    prompt.revise(1, ACTOR, REQUEST, tags=["New", "new"], model_config={"temperature": 1})
+    with by(ACTOR, REQUEST):
+        prompt.revise(1, tags=["New", "new"], model_config={"temperature": 1})
 
     event = then(prompt)[0][1]
     assert (event["template"], event["variables"], event["tags"], event["model_config"]) == (
@@ -165,14 +176,14 @@ def test_revise_replaces_only_the_fields_given():
 def test_revise_variables_against_the_inherited_template_must_match():
     prompt = given(created())
 
-    refused(prompt, lambda: prompt.revise(1, ACTOR, REQUEST, variables=["name"]), kind=Invalid,
+    refused(prompt, lambda: prompt.revise(1, variables=["name"]), kind=Invalid,
             code="VARIABLES_MISMATCH", details={"undeclared": ["place"], "unused": []})
 
 
 def test_revise_from_a_stale_base_is_a_version_conflict():
     prompt = given(with_versions(3))
 
-    refused(prompt, lambda: prompt.revise(2, ACTOR, REQUEST, template="x"), kind=Conflict,
+    refused(prompt, lambda: prompt.revise(2, template="x"), kind=Conflict,
             code="PROMPT_VERSION_CONFLICT", details={"base_version": 2, "current_version": 3})
     assert prompt.latest_version == 3
 
@@ -180,22 +191,22 @@ def test_revise_from_a_stale_base_is_a_version_conflict():
 def test_revise_from_a_future_base_is_a_version_conflict():
     prompt = given(created())
 
-    refused(prompt, lambda: prompt.revise(2, ACTOR, REQUEST, template="x"), kind=Conflict,
+    refused(prompt, lambda: prompt.revise(2, template="x"), kind=Conflict,
             code="PROMPT_VERSION_CONFLICT", details={"base_version": 2, "current_version": 1})
 
 
 def test_revise_an_archived_prompt_is_refused():
-    prompt = given(after(created(), lambda p: p.archive(ACTOR, "r-archive")))
+    prompt = given(after(created(), lambda p: p.archive(), request="r-archive"))
 
-    refused(prompt, lambda: prompt.revise(1, ACTOR, REQUEST, template="x"), kind=Conflict, code="PROMPT_ARCHIVED")
+    refused(prompt, lambda: prompt.revise(1, template="x"), kind=Conflict, code="PROMPT_ARCHIVED")
 
 
 def test_revise_with_invalid_input_is_refused():
     prompt = given(created())
 
-    refused(prompt, lambda: prompt.revise(1, ACTOR, REQUEST, template=" "), kind=Invalid, code="INVALID_TEMPLATE")
-    refused(prompt, lambda: prompt.revise(1, ACTOR, REQUEST, tags=["NO SPACES"]), kind=Invalid, code="INVALID_TAGS")
-    refused(prompt, lambda: prompt.revise(1, ACTOR, REQUEST, model_config={"x": float("inf")}), kind=Invalid,
+    refused(prompt, lambda: prompt.revise(1, template=" "), kind=Invalid, code="INVALID_TEMPLATE")
+    refused(prompt, lambda: prompt.revise(1, tags=["NO SPACES"]), kind=Invalid, code="INVALID_TAGS")
+    refused(prompt, lambda: prompt.revise(1, model_config={"x": float("inf")}), kind=Invalid,
             code="INVALID_MODEL_CONFIG")
 
 
@@ -205,7 +216,8 @@ def test_revise_with_invalid_input_is_refused():
 def test_move_unset_label_emits_label_moved_from_none():
     prompt = given(with_versions(2))
 
-    assert prompt.move_label("Production", 1, None, ACTOR, REQUEST) is True
+    with by(ACTOR, REQUEST):
+        assert prompt.move_label("Production", 1, None) is True
 
     assert then(prompt) == [("LabelMoved", {
         "org_id": ORG_ID, "label": "production", "from_version": None, "to_version": 1, "actor": ACTOR,
@@ -215,10 +227,11 @@ def test_move_unset_label_emits_label_moved_from_none():
 
 
 def test_move_set_label_emits_from_and_to():
-    base = after(with_versions(3), lambda p: p.move_label("staging", 1, None, ACTOR, "r1"))
+    base = after(with_versions(3), lambda p: p.move_label("staging", 1, None), request="r1")
     prompt = given(base)
 
-    assert prompt.move_label("staging", 3, 1, ACTOR, REQUEST) is True
+    with by(ACTOR, REQUEST):
+        assert prompt.move_label("staging", 3, 1) is True
 
     assert then(prompt) == [("LabelMoved", {
         "org_id": ORG_ID, "label": "staging", "from_version": 1, "to_version": 3, "actor": ACTOR, "request_id": REQUEST,
@@ -228,37 +241,39 @@ def test_move_set_label_emits_from_and_to():
 def test_expected_version_zero_means_unset():
     prompt = given(with_versions(2))
 
-    assert prompt.move_label("staging", 2, 0, ACTOR, REQUEST) is True
+    with by(ACTOR, REQUEST):
+        assert prompt.move_label("staging", 2, 0) is True
     assert then(prompt)[0][1]["to_version"] == 2
 
 
 def test_expected_version_zero_on_a_set_label_is_a_conflict():
-    prompt = given(after(with_versions(2), lambda p: p.move_label("staging", 1, None, ACTOR, "r1")))
+    prompt = given(after(with_versions(2), lambda p: p.move_label("staging", 1, None), request="r1"))
 
-    refused(prompt, lambda: prompt.move_label("staging", 2, 0, ACTOR, REQUEST), kind=Conflict, code="LABEL_CONFLICT",
+    refused(prompt, lambda: prompt.move_label("staging", 2, 0), kind=Conflict, code="LABEL_CONFLICT",
             details={"label": "staging", "expected_version": 0, "current_version": 1})
     assert prompt.labels == {"staging": 1}
 
 
 def test_expected_version_mismatch_is_a_label_conflict_with_current_version():
-    prompt = given(after(with_versions(3), lambda p: p.move_label("staging", 2, None, ACTOR, "r1")))
+    prompt = given(after(with_versions(3), lambda p: p.move_label("staging", 2, None), request="r1"))
 
-    refused(prompt, lambda: prompt.move_label("staging", 3, 1, ACTOR, REQUEST), kind=Conflict, code="LABEL_CONFLICT",
+    refused(prompt, lambda: prompt.move_label("staging", 3, 1), kind=Conflict, code="LABEL_CONFLICT",
             details={"label": "staging", "expected_version": 1, "current_version": 2})
 
 
 def test_expected_version_on_an_unset_label_is_a_conflict():
     prompt = given(with_versions(2))
 
-    refused(prompt, lambda: prompt.move_label("staging", 2, 1, ACTOR, REQUEST), kind=Conflict, code="LABEL_CONFLICT",
+    refused(prompt, lambda: prompt.move_label("staging", 2, 1), kind=Conflict, code="LABEL_CONFLICT",
             details={"label": "staging", "expected_version": 1, "current_version": None})
 
 
 def test_moving_a_label_to_where_it_points_emits_nothing():
-    prompt = given(after(with_versions(2), lambda p: p.move_label("staging", 2, None, ACTOR, "r1")))
+    prompt = given(after(with_versions(2), lambda p: p.move_label("staging", 2, None), request="r1"))
 
-    assert prompt.move_label("staging", 2, None, ACTOR, REQUEST) is False
-    assert prompt.move_label("STAGING", 2, 2, ACTOR, REQUEST) is False
+    with by(ACTOR, REQUEST):
+        assert prompt.move_label("staging", 2, None) is False
+        assert prompt.move_label("STAGING", 2, 2) is False
 
     assert then(prompt) == []
 
@@ -267,7 +282,7 @@ def test_moving_a_label_to_where_it_points_emits_nothing():
 def test_move_label_to_unknown_version_is_refused(version):
     prompt = given(with_versions(2))
 
-    refused(prompt, lambda: prompt.move_label("staging", version, None, ACTOR, REQUEST), kind=NotFound,
+    refused(prompt, lambda: prompt.move_label("staging", version, None), kind=NotFound,
             code="VERSION_NOT_FOUND", details={"version": version, "latest_version": 2})
 
 
@@ -275,20 +290,20 @@ def test_move_label_to_unknown_version_is_refused(version):
 def test_latest_label_is_reserved(label):
     prompt = given(created())
 
-    refused(prompt, lambda: prompt.move_label(label, 1, None, ACTOR, REQUEST), kind=Invalid, code="LABEL_RESERVED")
+    refused(prompt, lambda: prompt.move_label(label, 1, None), kind=Invalid, code="LABEL_RESERVED")
 
 
 @pytest.mark.parametrize("label", ["", "has space", "-x", "a/b", "x" * 65, "prod!"])
 def test_invalid_label_is_refused(label):
     prompt = given(created())
 
-    refused(prompt, lambda: prompt.move_label(label, 1, None, ACTOR, REQUEST), kind=Invalid, code="INVALID_LABEL")
+    refused(prompt, lambda: prompt.move_label(label, 1, None), kind=Invalid, code="INVALID_LABEL")
 
 
 def test_move_label_on_an_archived_prompt_is_refused():
-    prompt = given(after(created(), lambda p: p.archive(ACTOR, "r1")))
+    prompt = given(after(created(), lambda p: p.archive(), request="r1"))
 
-    refused(prompt, lambda: prompt.move_label("staging", 1, None, ACTOR, REQUEST), kind=Conflict,
+    refused(prompt, lambda: prompt.move_label("staging", 1, None), kind=Conflict,
             code="PROMPT_ARCHIVED")
 
 
@@ -296,9 +311,10 @@ def test_move_label_on_an_archived_prompt_is_refused():
 
 
 def test_remove_label_emits_label_removed():
-    prompt = given(after(with_versions(2), lambda p: p.move_label("staging", 2, None, ACTOR, "r1")))
+    prompt = given(after(with_versions(2), lambda p: p.move_label("staging", 2, None), request="r1"))
 
-    prompt.remove_label("Staging", 2, ACTOR, REQUEST)
+    with by(ACTOR, REQUEST):
+        prompt.remove_label("Staging", 2)
 
     assert then(prompt) == [("LabelRemoved", {
         "org_id": ORG_ID, "label": "staging", "from_version": 2, "actor": ACTOR, "request_id": REQUEST,
@@ -309,28 +325,28 @@ def test_remove_label_emits_label_removed():
 def test_remove_unset_label_is_refused():
     prompt = given(created())
 
-    refused(prompt, lambda: prompt.remove_label("staging", None, ACTOR, REQUEST), kind=NotFound,
+    refused(prompt, lambda: prompt.remove_label("staging", None), kind=NotFound,
             code="LABEL_NOT_FOUND", details={"label": "staging"})
 
 
 def test_remove_label_with_stale_expected_version_is_refused():
-    prompt = given(after(with_versions(2), lambda p: p.move_label("staging", 2, None, ACTOR, "r1")))
+    prompt = given(after(with_versions(2), lambda p: p.move_label("staging", 2, None), request="r1"))
 
-    refused(prompt, lambda: prompt.remove_label("staging", 1, ACTOR, REQUEST), kind=Conflict, code="LABEL_CONFLICT",
+    refused(prompt, lambda: prompt.remove_label("staging", 1), kind=Conflict, code="LABEL_CONFLICT",
             details={"label": "staging", "expected_version": 1, "current_version": 2})
 
 
 def test_remove_latest_is_reserved():
     prompt = given(created())
 
-    refused(prompt, lambda: prompt.remove_label("latest", None, ACTOR, REQUEST), kind=Invalid, code="LABEL_RESERVED")
+    refused(prompt, lambda: prompt.remove_label("latest", None), kind=Invalid, code="LABEL_RESERVED")
 
 
 def test_remove_label_on_an_archived_prompt_is_refused():
-    base = after(created(), lambda p: p.move_label("staging", 1, None, ACTOR, "r1"))
-    prompt = given(after(base, lambda p: p.archive(ACTOR, "r2")))
+    base = after(created(), lambda p: p.move_label("staging", 1, None), request="r1")
+    prompt = given(after(base, lambda p: p.archive(), request="r2"))
 
-    refused(prompt, lambda: prompt.remove_label("staging", None, ACTOR, REQUEST), kind=Conflict,
+    refused(prompt, lambda: prompt.remove_label("staging", None), kind=Conflict,
             code="PROMPT_ARCHIVED")
 
 
@@ -340,23 +356,26 @@ def test_remove_label_on_an_archived_prompt_is_refused():
 def test_archive_emits_archived():
     prompt = given(created())
 
-    prompt.archive(ACTOR, REQUEST)
+    with by(ACTOR, REQUEST):
+        prompt.archive()
 
     assert then(prompt) == [("Archived", {"org_id": ORG_ID, "actor": ACTOR, "request_id": REQUEST})]
     assert prompt.archived is True
 
 
 def test_archiving_twice_is_refused():
-    prompt = given(after(created(), lambda p: p.archive(ACTOR, "r1")))
+    prompt = given(after(created(), lambda p: p.archive(), request="r1"))
 
-    refused(prompt, lambda: prompt.archive(ACTOR, REQUEST), kind=Conflict, code="PROMPT_ARCHIVED")
+    refused(prompt, lambda: prompt.archive(), kind=Conflict, code="PROMPT_ARCHIVED")
 
 
 def test_restore_emits_restored_and_allows_changes_again():
-    prompt = given(after(created(), lambda p: p.archive(ACTOR, "r1")))
+    prompt = given(after(created(), lambda p: p.archive(), request="r1"))
 
-    prompt.restore(ACTOR, REQUEST)
-    prompt.revise(1, ACTOR, "r3", template="again {{x}}")
+    with by(ACTOR, REQUEST):
+        prompt.restore()
+    with by(ACTOR, "r3"):
+        prompt.revise(1, template="again {{x}}")
 
     assert then(prompt) == [
         ("Restored", {"org_id": ORG_ID, "actor": ACTOR, "request_id": REQUEST}),
@@ -370,12 +389,12 @@ def test_restore_emits_restored_and_allows_changes_again():
 def test_restoring_a_non_archived_prompt_is_refused():
     prompt = given(created())
 
-    refused(prompt, lambda: prompt.restore(ACTOR, REQUEST), kind=Conflict, code="PROMPT_NOT_ARCHIVED")
+    refused(prompt, lambda: prompt.restore(), kind=Conflict, code="PROMPT_NOT_ARCHIVED")
 
 
 def test_archive_keeps_versions_and_labels():
-    base = after(with_versions(2), lambda p: p.move_label("production", 1, None, ACTOR, "r1"))
-    prompt = given(after(base, lambda p: p.archive(ACTOR, "r2")))
+    base = after(with_versions(2), lambda p: p.move_label("production", 1, None), request="r1")
+    prompt = given(after(base, lambda p: p.archive(), request="r2"))
 
     assert (prompt.latest_version, prompt.labels) == (2, {"production": 1})
     assert prompt.resolve(label="production")["version"] == 1
@@ -385,7 +404,7 @@ def test_archive_keeps_versions_and_labels():
 
 
 def test_resolve_by_label_version_and_latest():
-    prompt = given(after(with_versions(3), lambda p: p.move_label("production", 2, None, ACTOR, "r1")))
+    prompt = given(after(with_versions(3), lambda p: p.move_label("production", 2, None), request="r1"))
 
     assert prompt.resolve(label="production")["version"] == 2
     assert prompt.resolve(label="production")["template"] == "v2 {{name}}"
@@ -405,11 +424,11 @@ def test_resolve_unknown_label_or_version_is_not_found():
 
 
 def test_resolve_follows_label_moves_and_removal():
-    base = after(with_versions(3), lambda p: p.move_label("production", 1, None, ACTOR, "r1"))
-    base = after(base, lambda p: p.move_label("production", 3, 1, ACTOR, "r2"))
+    base = after(with_versions(3), lambda p: p.move_label("production", 1, None), request="r1")
+    base = after(base, lambda p: p.move_label("production", 3, 1), request="r2")
     assert given(base).resolve(label="production")["version"] == 3
 
-    prompt = given(after(base, lambda p: p.remove_label("production", 3, ACTOR, "r3")))
+    prompt = given(after(base, lambda p: p.remove_label("production", 3), request="r3"))
     refused(prompt, lambda: prompt.resolve(label="production"), kind=NotFound, code="LABEL_NOT_FOUND")
 
 
@@ -453,7 +472,7 @@ def _random_command(rng: random.Random, prompt: Prompt, model: dict):
         def apply(m):
             m["versions"] += 1
             m["tags"] = [word] if tags else ([] if tags == [] else m["tags"])
-        return (lambda: prompt.revise(base, ACTOR, "r", template=template, tags=tags, message=word)), (apply if ok else None)
+        return (lambda: prompt.revise(base, template=template, tags=tags, message=word)), (apply if ok else None)
     if kind == "move":
         label, version = rng.choice(LABELS), rng.randint(0, latest + 1)
         current = model["labels"].get(label)
@@ -463,7 +482,7 @@ def _random_command(rng: random.Random, prompt: Prompt, model: dict):
 
         def apply(m):
             m["labels"][label] = version
-        return (lambda: prompt.move_label(label, version, expected, ACTOR, "r")), (apply if ok else None)
+        return (lambda: prompt.move_label(label, version, expected)), (apply if ok else None)
     if kind == "remove" and not model["archived"]:  # (removing on an archived prompt: see the xfail above)
         label = rng.choice(LABELS)
         current = model["labels"].get(label)
@@ -472,15 +491,15 @@ def _random_command(rng: random.Random, prompt: Prompt, model: dict):
 
         def apply(m):
             del m["labels"][label]
-        return (lambda: prompt.remove_label(label, expected, ACTOR, "r")), (apply if ok else None)
+        return (lambda: prompt.remove_label(label, expected)), (apply if ok else None)
     if kind == "archive":
         def apply(m):
             m["archived"] = True
-        return (lambda: prompt.archive(ACTOR, "r")), (None if model["archived"] else apply)
+        return (lambda: prompt.archive()), (None if model["archived"] else apply)
 
     def apply(m):
         m["archived"] = False
-    return (lambda: prompt.restore(ACTOR, "r")), (apply if model["archived"] else None)
+    return (lambda: prompt.restore()), (apply if model["archived"] else None)
 
 
 @pytest.mark.parametrize("seed", range(50))
@@ -494,7 +513,8 @@ def test_replaying_the_collected_events_rebuilds_the_live_state(seed):
         command, change = _random_command(rng, live, model)
         before = live.version
         try:
-            command()
+            with by(ACTOR, "r"):
+                command()
         except DomainError:
             assert change is None, "the reference model expected this command to succeed"
             assert live.version == before, "a refused command emitted an event"
@@ -521,7 +541,8 @@ def test_replaying_the_collected_events_rebuilds_the_live_state(seed):
 
 def test_a_retried_idempotent_revision_is_recognised_not_stale():
     prompt = given(created())
-    prompt.revise(1, ACTOR, REQUEST, template="v2 {{name}}", idempotency="tok", request_hash="h1")
+    with by(ACTOR, REQUEST):
+        prompt.revise(1, template="v2 {{name}}", idempotency="tok", request_hash="h1")
     assert then(prompt)[0][1]["idempotency"] == "tok"
     assert prompt.revision_for("tok", "h1") == 2
     assert prompt.revision_for("other", "h1") is None

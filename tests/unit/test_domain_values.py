@@ -1,8 +1,10 @@
-"""values.render and the placeholder/template rules it relies on."""
+"""values: render and the placeholder/template rules it relies on; name rules."""
 from __future__ import annotations
 
+import pytest
+
 from domain.errors import Invalid
-from domain.values import MAX_TEMPLATE, clean_model_config, clean_template, placeholders, render
+from domain.values import MAX_TEMPLATE, clean_model_config, clean_name, clean_template, placeholders, render
 from tests.unit.domain_helpers import refused
 
 
@@ -65,3 +67,42 @@ def test_render_refuses_output_beyond_the_bound():
     refused(None, lambda: render(template, ["v"], {"v": "x" * 60_000}), kind=Invalid, code="RENDER_TOO_LARGE",
             details={"max": 1_000_000})
     assert len(render(template, ["v"], {"v": "x" * 40_000})) == 800_000
+
+
+# -- clean_name ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tab\there", "new\nline", "carriage\rreturn", "crlf\r\nend", "a\t\tb"],
+                         ids=["tab", "newline", "carriage-return", "crlf", "tabs"])
+def test_clean_name_refuses_tab_newline_and_carriage_return_inside_a_name(name):
+    """A name is one line: a prompt created under such a name could never be fetched by it."""
+    refused(None, lambda: clean_name(name), kind=Invalid, code="INVALID_NAME")
+    refused(None, lambda: clean_name(name, what="organisation name"), kind=Invalid, code="INVALID_NAME")
+    refused(None, lambda: clean_name(name, what="key name", max_len=100), kind=Invalid, code="INVALID_NAME")
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "bell\x07", "esc\x1b[31m", "zero\u200bwidth", "a/b"],
+                         ids=["nul", "bell", "escape", "format-char", "slash"])
+def test_clean_name_refuses_other_control_characters_and_slashes(name):
+    refused(None, lambda: clean_name(name), kind=Invalid, code="INVALID_NAME")
+
+
+def test_clean_name_trims_surrounding_whitespace_including_line_breaks():
+    assert clean_name("\t greeting \r\n") == "greeting"
+    assert clean_name("Grüße aus Köln") == "Grüße aus Köln"
+    assert clean_name("Cafe\u0301") == "Café", "NFC-normalised"
+
+
+def test_clean_name_bounds():
+    refused(None, lambda: clean_name(" \t\n "), kind=Invalid, code="INVALID_NAME", details={"max": 200})
+    refused(None, lambda: clean_name("x" * 201), kind=Invalid, code="INVALID_NAME", details={"max": 200})
+    refused(None, lambda: clean_name(None), kind=Invalid, code="INVALID_NAME")  # type: ignore[arg-type]
+    assert clean_name("x" * 200) == "x" * 200
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
+def test_line_and_paragraph_separators_are_refused_in_names(separator):
+    """`str.splitlines()` breaks on them: a name is one line."""
+    with pytest.raises(Invalid) as refused:
+        clean_name(f"a{separator}b")
+    assert refused.value.code == "INVALID_NAME"

@@ -37,6 +37,13 @@ class LoginRequest(RequestModel):
     password: str = PASSWORD
 
 
+class PasswordChange(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"current_password": "correct horse battery staple", "new_password": "another long passphrase"}]})
+    current_password: str = PASSWORD
+    new_password: str = PASSWORD
+
+
 class RefreshRequest(RequestModel):
     refresh_token: str = Field(max_length=4096)
 

@@ -71,10 +71,3 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": summary(status)}
     for status in (400, 401, 403, 404, 409, 422, 429, 503)
 }
-
-
-class Ack(ResponseModel):
-    """What a command returns: the affected id and the log position of its last event."""
-
-    id: str
-    position: int = Field(description="Log position; pass as `min_position` to read your write.")
