@@ -107,3 +107,31 @@ def test_the_old_api_keys_still_authenticate(legacy):
                        headers={"Authorization": f"Bearer {raw}"})
         assert r.status_code == want["status"], (name, r.text)
         assert contains(want["body"], r.json()) == []
+
+
+def test_read_models_of_an_older_version_are_rebuilt_at_start(legacy, tmp_path):
+    """A read-model database written before projections were versioned (no `projection_schemas` rows,
+    a `versions` tracking row, stale catalogue rows) is brought to the current layout on start: the
+    changed read models are dropped, recreated and replayed; the retired one is forgotten."""
+    from sqlalchemy import delete, insert, update
+
+    from projections import tracking
+    from projections.catalogue import prompts
+    from projections.db import write
+
+    live = dump(legacy.engine, legacy.catalogue)
+    with write(legacy.engine) as conn:
+        conn.execute(delete(tracking.schemas))
+        conn.execute(insert(tracking.tracking).values(name="versions", position=EXPECTED["head"]))
+        conn.execute(update(prompts).values(template="stale"))
+    settings = legacy.settings
+    legacy.close()
+    upgraded = build(settings)
+    try:
+        positions = tracking.read_all(upgraded.engine)
+        assert "versions" not in positions and positions["catalogue"].position == 0
+        assert positions["audit"].position == EXPECTED["head"]  # unchanged read models are kept as they are
+        upgraded.supervisor.catch_up()
+        assert dump(upgraded.engine, upgraded.catalogue) == live
+    finally:
+        upgraded.close()
