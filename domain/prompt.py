@@ -1,4 +1,10 @@
-"""Prompts: immutable numbered versions, labels moved by compare-and-set, archive/restore."""
+"""Prompts: immutable numbered versions, labels moved by compare-and-set, archive/restore, rename.
+
+A prompt has a type fixed at creation: `text` (a template) or `chat` (messages, with named
+placeholders a caller fills at render time). Every version records its template format
+(`mustache`, or `plain`: only `{{ variable }}` placeholders, the one format before v2) and its
+variables (names, and optionally a typed schema). Includes of other prompts are references by name
+(domain.composition); checking them needs other aggregates, so the application does it."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,11 +13,25 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.base import AuditedAggregate
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict, Invalid, NotFound
 from domain.ids import prompt_name_index_id
+from domain.template import FORMATS, check_text, clean_messages, clean_variables, includes_of, message_text
+from domain.template import names_of, variables_of
 from domain.values import (
-    AUTOMATIC_LABELS, clean_label, clean_message, clean_model_config, clean_name, clean_tags, clean_template,
+    AUTOMATIC_LABELS, clean_label, clean_message, clean_model_config, clean_prompt_name, clean_tags,
+    clean_template,
 )
+
+TYPES = ("text", "chat")
+#: What a version holds besides its number (the shape of `Prompt.versions` entries).
+CONTENT_FIELDS = ("type", "template", "messages", "template_format", "variables", "variable_schema")
+
+
+def _upcast_content(state: dict[str, Any]) -> None:
+    """Events written before prompt model v2: text prompts with `{{ name }}` placeholders only."""
+    state.setdefault("messages", None)
+    state.setdefault("variable_schema", None)
+    state.setdefault("template_format", "plain")
 
 
 class Prompt(AuditedAggregate):
@@ -26,10 +46,22 @@ class Prompt(AuditedAggregate):
         tags: list[str]
         message: str
         request_hash: str
+        type: str
+        messages: list[dict[str, Any]] | None
+        variable_schema: list[dict[str, Any]] | None
+        template_format: str
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["type"] = "text"
+            _upcast_content(state)
 
         def apply(self, prompt: "Prompt") -> None:
             prompt.org_id = self.org_id
             prompt.name = self.name
+            prompt.type = self.type
             prompt.versions = []
             prompt.labels = {}
             prompt.archived = False
@@ -49,6 +81,15 @@ class Prompt(AuditedAggregate):
         #: Token of the Idempotency-Key the revision was made under ("" without one).
         idempotency: str
         request_hash: str
+        messages: list[dict[str, Any]] | None
+        variable_schema: list[dict[str, Any]] | None
+        template_format: str
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            _upcast_content(state)
 
         def apply(self, prompt: "Prompt") -> None:
             prompt._append_version(self)
@@ -84,16 +125,29 @@ class Prompt(AuditedAggregate):
         def apply(self, prompt: "Prompt") -> None:
             prompt.archived = False
 
+    class Renamed(AuditedAggregate.Event):
+        """The prompt moved to another name (and folder). The old name stays its alias."""
+
+        org_id: UUID
+        from_name: str
+        to_name: str
+
+        def apply(self, prompt: "Prompt") -> None:
+            prompt.name = self.to_name
+
     @classmethod
     def create(
-        cls, id: UUID, org_id: UUID, name: str, template: str, variables: list[str] | None,
-        model_config: dict[str, Any] | None, tags: list[str], message: str, request_hash: str = "",
+        cls, id: UUID, org_id: UUID, name: str, template: str | None, variables: list | None,
+        model_config: dict[str, Any] | None, tags: list[str], message: str, request_hash: str = "", *,
+        type: str = "text", messages: list | None = None, template_format: str = "mustache",
     ) -> "Prompt":
-        template, variables = clean_template(template, variables)
+        if type not in TYPES:
+            raise Invalid(f"type must be one of {', '.join(TYPES)}", code="INVALID_PROMPT_TYPE",
+                          details={"allowed": list(TYPES)})
+        content = _content(type, template, messages, variables, _format(template_format))
         return cls._create(
-            cls.Created, id=id, org_id=org_id, name=clean_name(name), template=template, variables=variables,
-            model_config=clean_model_config(model_config), tags=clean_tags(tags), message=clean_message(message),
-            request_hash=request_hash,
+            cls.Created, id=id, org_id=org_id, name=clean_prompt_name(name), model_config=clean_model_config(model_config),
+            tags=clean_tags(tags), message=clean_message(message), request_hash=request_hash, **content,
         )
 
     # -- queries on state -------------------------------------------------------------------
@@ -122,11 +176,14 @@ class Prompt(AuditedAggregate):
 
     # -- commands ---------------------------------------------------------------------------
     def revise(
-        self, base_version: int, template: str | None = None, variables: list[str] | None = None,
+        self, base_version: int, template: str | None = None, variables: list | None = None,
         model_config: dict[str, Any] | None = None, tags: list[str] | None = None, message: str = "",
-        idempotency: str = "", request_hash: str = "",
+        idempotency: str = "", request_hash: str = "", *, messages: list | None = None,
+        template_format: str | None = None,
     ) -> None:
-        """Add version n+1. Fields left out are inherited from the latest version.
+        """Add version n+1. Fields left out are inherited from the latest version; when the content
+        changes and `variables` is left out, the latest schema is kept for the variables still used
+        (new ones are required strings).
 
         `idempotency` (a token derived from actor and Idempotency-Key) and `request_hash` are kept so
         a retried revision can be recognised (see `revision_for`) instead of failing as stale."""
@@ -138,15 +195,23 @@ class Prompt(AuditedAggregate):
                 details={"base_version": base_version, "current_version": self.latest_version},
             )
         latest = self.versions[-1]
-        if template is None and variables is None:
-            variables = latest["variables"]
-        template, variables = clean_template(template if template is not None else latest["template"], variables)
+        if (template is not None and self.type == "chat") or (messages is not None and self.type == "text"):
+            raise Invalid(f"this is a {self.type} prompt: send {'messages' if self.type == 'chat' else 'template'}",
+                          code="PROMPT_TYPE_MISMATCH", details={"type": self.type})
+        fmt = _format(template_format) if template_format is not None else latest["template_format"]
+        changed = template is not None or messages is not None or fmt != latest["template_format"]
+        if variables is None:
+            variables = _inherited_variables(latest, template, messages, fmt) if changed else (
+                latest["variable_schema"] or latest["variables"])
+        content = _content(self.type, template if template is not None else latest["template"],
+                           messages if messages is not None else latest["messages"], variables, fmt)
         self.trigger_event(
             self.Revised,
-            version=self.latest_version + 1, org_id=self.org_id, template=template, variables=variables,
+            version=self.latest_version + 1, org_id=self.org_id,
             model_config=clean_model_config(model_config if model_config is not None else latest["model_config"]),
             tags=clean_tags(tags if tags is not None else latest["tags"]), message=clean_message(message),
             idempotency=idempotency, request_hash=request_hash,
+            **{k: v for k, v in content.items() if k != "type"},
         )
 
     def revision_for(self, idempotency: str, request_hash: str) -> int | None:
@@ -158,6 +223,16 @@ class Prompt(AuditedAggregate):
         if fingerprint != request_hash:
             raise Conflict("Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
         return version
+
+    def rename(self, name: str) -> str | None:
+        """Move the prompt to `name` (which may change its folder). Returns the cleaned new name, or
+        None when it already has that exact name (no event)."""
+        self._require_active()
+        new = clean_prompt_name(name)
+        if new == self.name:
+            return None
+        self.trigger_event(self.Renamed, org_id=self.org_id, from_name=self.name, to_name=new)
+        return new
 
     def move_label(self, label: str, version: int, expected_version: int | None) -> bool:
         """Point `label` at `version`. `expected_version` (0 = "label unset") is a compare-and-set.
@@ -207,13 +282,84 @@ class Prompt(AuditedAggregate):
 
     def _append_version(self, e: "Prompt.Created | Prompt.Revised") -> None:
         self.versions.append({
-            "version": len(self.versions) + 1, "template": e.template, "variables": list(e.variables),
+            "version": len(self.versions) + 1, "type": self.type, "template": e.template,
+            "messages": [dict(m) for m in e.messages] if e.messages is not None else None,
+            "template_format": e.template_format, "variables": list(e.variables),
+            "variable_schema": [dict(v) for v in e.variable_schema] if e.variable_schema is not None else None,
             "model_config": dict(e.model_config), "tags": list(e.tags), "message": e.message, "author": e.actor,
         })
 
 
+def version_includes(version: dict[str, Any]):
+    """The includes a version's content makes (domain.template.Include), in order."""
+    texts = [version["template"]] if version["type"] == "text" else [
+        m["content"] for m in version["messages"] or () if "content" in m]
+    return [i for text in texts for i in includes_of(text, version["template_format"])]
+
+
+def _format(template_format: str) -> str:
+    if template_format not in FORMATS:
+        raise Invalid(f"template_format must be one of {', '.join(FORMATS)}", code="INVALID_TEMPLATE_FORMAT",
+                      details={"allowed": list(FORMATS)})
+    return template_format
+
+
+def _content(type_: str, template: str | None, messages: list | None, variables: list | None,
+             fmt: str) -> dict[str, Any]:
+    """The content fields of a Created/Revised event, validated."""
+    if type_ == "text":
+        if messages is not None:
+            raise Invalid("a text prompt has a template, not messages", code="PROMPT_TYPE_MISMATCH",
+                          details={"type": "text"})
+        if fmt == "plain":
+            text, _ = clean_template(template, None)  # the checks of the original format, unchanged
+        else:
+            if not isinstance(template, str) or not template.strip():
+                raise Invalid("template must be a non-empty string", code="INVALID_TEMPLATE")
+            check_text(template, fmt)
+            text = template
+        used, mentioned = variables_of(text, fmt), names_of(text, fmt)
+        clean_messages_ = None
+    else:
+        if template is not None and template != "":
+            raise Invalid("a chat prompt has messages, not a template", code="PROMPT_TYPE_MISMATCH",
+                          details={"type": "chat"})
+        clean_messages_ = clean_messages(messages, fmt)
+        text = ""
+        contents = [m["content"] for m in clean_messages_ if "content" in m]
+        used = list(dict.fromkeys(n for c in contents for n in variables_of(c, fmt)))
+        mentioned = list(dict.fromkeys(n for c in contents for n in names_of(c, fmt)))
+    names, schema = clean_variables(variables, used, mentioned)
+    return {"type": type_, "template": text, "messages": clean_messages_, "template_format": fmt,
+            "variables": names, "variable_schema": schema}
+
+
+def _inherited_variables(latest: dict[str, Any], template: str | None, messages: list | None, fmt: str) -> list | None:
+    """Variables of a revision that changed the content without declaring them: the latest schema
+    for the names still used, new names as required strings; no schema, no declaration."""
+    if latest["variable_schema"] is None:
+        return None
+    if template is not None:
+        used = variables_of(template, fmt)
+    elif messages is not None:
+        used = list(dict.fromkeys(n for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)
+                                  for n in variables_of(m["content"], fmt)))
+    else:
+        texts = [latest["template"]] if latest["type"] == "text" else [
+            m["content"] for m in latest["messages"] or () if "content" in m]
+        used = list(dict.fromkeys(n for t in texts for n in variables_of(t, fmt)))
+    known = {spec["name"]: spec for spec in latest["variable_schema"]}
+    return [known.get(n, {"name": n, "type": "string", "required": True}) for n in used]
+
+
+def searchable_text(version: dict[str, Any]) -> str:
+    """What search indexes for a version: its template, or the text of all its messages."""
+    return version["template"] if version["type"] == "text" else message_text(version["messages"] or [])
+
+
 class PromptNameIndex(Aggregate):
-    """Claims a prompt name within an organisation (case-insensitive)."""
+    """Claims a prompt name within an organisation (case-insensitive). A renamed prompt keeps its old
+    names claimed: they stay its aliases (fetches and includes by an old name keep resolving)."""
 
     class Created(Aggregate.Created):
         org_id: UUID

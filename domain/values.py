@@ -55,6 +55,31 @@ def clean_name(name: str, *, what: str = "name", max_len: int = MAX_NAME) -> str
     return value
 
 
+def clean_prompt_name(name: str) -> str:
+    """A prompt name is a path: folder segments and a final name separated by '/'
+    (`support/billing/refund-reply`). Each segment is trimmed and non-empty, `.` and `..` are not
+    segments, no control characters anywhere, at most MAX_NAME characters in all."""
+    if not isinstance(name, str):
+        raise Invalid("name must be a string", code="INVALID_NAME")
+    value = unicodedata.normalize("NFC", name).strip()
+    if _has_control(value, allowed=""):
+        raise Invalid("name may not contain control characters", code="INVALID_NAME")
+    segments = [segment.strip() for segment in value.split("/")]
+    if any(not segment for segment in segments):
+        raise Invalid("folder segments must be non-empty: no leading, trailing or doubled '/'", code="INVALID_NAME")
+    if any(segment in (".", "..") for segment in segments):
+        raise Invalid("'.' and '..' are not folder names", code="INVALID_NAME")
+    value = "/".join(segments)
+    if len(value) > MAX_NAME:
+        raise Invalid(f"name must be 1..{MAX_NAME} characters", code="INVALID_NAME", details={"max": MAX_NAME})
+    return value
+
+
+def folder_of(name: str) -> str:
+    """The folder path of a prompt name ('' at the top level)."""
+    return name.rpartition("/")[0]
+
+
 def clean_tags(tags: list[str]) -> list[str]:
     """Lower-cased, de-duplicated, sorted; each matches [a-z0-9][a-z0-9._:-]*."""
     if len(tags) > MAX_TAGS:

@@ -122,7 +122,7 @@ def _vector_projection(settings: Settings, app: PromptForge, engine: Engine,
     except VectorIndexError as exc:  # e.g. the embedded shard is held by another process
         log.warning("vector index not opened (%s); semantic search disabled in this process", exc)
         return None, str(exc)
-    return VectorProjection(engine, index, _shared_embedder(settings.model_path), app.prompt_content,
+    return VectorProjection(engine, index, _shared_embedder(settings.model_path),
                             on_embed=metrics.observe_embedding), None
 
 

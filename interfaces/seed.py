@@ -60,6 +60,7 @@ def seed_demo(app: PromptForge, corpus: Path, limit: int | None = None, seed: in
         result = app.create_prompt(owner, org, name=name, template=row["prompt"], tags=tags,
                                    model_config={"model": "gpt-4o-mini", "temperature": 0.7},
                                    message=f"Imported from awesome-chatgpt-prompts (by {row['contributor']})",
+                                   template_format="plain",  # imported text: its braces are literal
                                    request_id="seed", idempotency_key=f"seed-prompt-{i}")
         if result.replayed:
             continue

@@ -40,6 +40,7 @@ audit_log = Table(
 SAFE_DETAILS = frozenset({
     "name", "tags", "message", "version", "label", "from_version", "to_version", "user_id", "role", "old_role",
     "new_role", "plan", "prefix", "permissions", "reason", "prompt_id", "key_id", "owner_id", "generation",
+    "from_name", "to_name", "type", "template_format", "issued_by",
 })
 
 

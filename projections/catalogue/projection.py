@@ -1,8 +1,9 @@
-"""The catalogue read model: each prompt's current state, its tags and labels, and every version.
+"""The catalogue read model: each prompt's current state, its tags, labels, names (aliases), every
+version and what each version includes.
 
-It folds every Prompt event, so the reads it serves (lists, the by-name fetch, version history,
-diffs, keyword search) all come from its own rows at one position: a label never points at a
-version the read model does not hold."""
+It folds every Prompt event, so the reads it serves (lists, folders, the by-name fetch with its
+includes resolved, version history, diffs, dependents, keyword search) all come from its own rows at
+one position: a label never points at a version the read model does not hold."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,13 +11,17 @@ from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import Connection, Integer, and_, delete, exists, insert, literal, or_, select, update
+from sqlalchemy import Connection, Integer, and_, delete, exists, func, insert, literal, or_, select, update
 
+from domain.composition import Lookup, Resolution, Target, has_includes, resolve
 from domain.errors import Invalid
-from domain.prompt import Prompt
-from domain.values import AUTOMATIC_LABELS
+from domain.prompt import Prompt, searchable_text, version_includes
+from domain.template import Include
+from domain.values import AUTOMATIC_LABELS, clean_prompt_name, folder_of
 from projections.base import Projection, json_safe
-from projections.catalogue.tables import prompt_labels, prompt_tags, prompt_versions, prompts
+from projections.catalogue.tables import (
+    prompt_aliases, prompt_dependencies, prompt_labels, prompt_tags, prompt_versions, prompts,
+)
 from projections.events import Envelope
 from projections.paging import clamp, decode_cursor, encode_cursor
 from projections.tenancy import of_org, rows_of
@@ -32,18 +37,28 @@ class Page:
     next_cursor: str | None
 
 
-def _version_row(env: Envelope, version: int) -> dict[str, Any]:
+def _content(e: Prompt.Created | Prompt.Revised, type_: str) -> dict[str, Any]:
+    return dict(type=type_, template=e.template, messages=json_safe(e.messages), template_format=e.template_format,
+                variables=list(e.variables), variable_schema=json_safe(e.variable_schema))
+
+
+def _version_row(env: Envelope, version: int, type_: str) -> dict[str, Any]:
     e = env.event
-    return dict(org_id=env.org_id, prompt_id=env.target_id, version=version, template=e.template,
-                variables=list(e.variables), model_config=json_safe(e.model_config), tags=list(e.tags),
-                message=e.message, author=env.actor, created_at=env.at, position=env.position)
+    return dict(org_id=env.org_id, prompt_id=env.target_id, version=version, **_content(e, type_),
+                model_config=json_safe(e.model_config), tags=list(e.tags), message=e.message, author=env.actor,
+                created_at=env.at, position=env.position)
+
+
+def _search_text(e: Prompt.Created | Prompt.Revised, type_: str) -> str:
+    return searchable_text({"type": type_, "template": e.template, "messages": e.messages})
 
 
 class Catalogue(Projection):
     name = "catalogue"
-    #: 2: holds every version (was the separate `versions` read model).
-    schema_version = 2
-    tables = (prompts, prompt_tags, prompt_labels, prompt_versions)
+    #: 2: holds every version (was the separate `versions` read model). 3: prompt model v2 (types,
+    #: messages, template formats, variable schemas, folders, aliases, dependencies).
+    schema_version = 3
+    tables = (prompts, prompt_tags, prompt_labels, prompt_versions, prompt_aliases, prompt_dependencies)
 
     # -- folding ----------------------------------------------------------------------------
     @singledispatchmethod
@@ -54,19 +69,30 @@ class Catalogue(Projection):
     def _(self, event: Prompt.Created, env: Envelope, conn: Connection) -> None:
         conn.execute(insert(prompts).values(
             org_id=env.org_id, prompt_id=env.target_id, name=event.name, name_key=event.name.casefold(),
-            latest_version=1, template=event.template, variables=list(event.variables),
+            latest_version=1, **{**_content(event, event.type), "template": _search_text(event, event.type)},
             model_config=json_safe(event.model_config), tags=list(event.tags), labels={}, archived=False,
-            created_at=env.at, created_by=env.actor, updated_at=env.at, updated_by=env.actor, position=env.position,
+            folder=folder_of(event.name), created_at=env.at, created_by=env.actor, updated_at=env.at,
+            updated_by=env.actor, position=env.position,
         ))
-        conn.execute(insert(prompt_versions).values(_version_row(env, 1)))
+        self._alias(conn, env, event.name)
+        conn.execute(insert(prompt_versions).values(_version_row(env, 1, event.type)))
+        self._dependencies(conn, env, 1, event, event.type)
         self._set_tags(conn, env, event.tags)
 
     @when.register
     def _(self, event: Prompt.Revised, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, latest_version=event.version, template=event.template, variables=list(event.variables),
+        type_ = self._type(conn, env)
+        self._touch(conn, env, latest_version=event.version,
+                    **{**_content(event, type_), "template": _search_text(event, type_)},
                     model_config=json_safe(event.model_config), tags=list(event.tags))
-        conn.execute(insert(prompt_versions).values(_version_row(env, event.version)))
+        conn.execute(insert(prompt_versions).values(_version_row(env, event.version, type_)))
+        self._dependencies(conn, env, event.version, event, type_)
         self._set_tags(conn, env, event.tags)
+
+    @when.register
+    def _(self, event: Prompt.Renamed, env: Envelope, conn: Connection) -> None:
+        self._touch(conn, env, name=event.to_name, name_key=event.to_name.casefold(), folder=folder_of(event.to_name))
+        self._alias(conn, env, event.to_name)
 
     @when.register
     def _(self, event: Prompt.LabelMoved, env: Envelope, conn: Connection) -> None:
@@ -87,6 +113,43 @@ class Catalogue(Projection):
     @when.register
     def _(self, event: Prompt.Restored, env: Envelope, conn: Connection) -> None:
         self._touch(conn, env, archived=False)
+
+    @staticmethod
+    def _type(conn: Connection, env: Envelope) -> str:
+        return conn.execute(select(prompts.c.type).where(prompts.c.org_id == env.org_id,
+                                                         prompts.c.prompt_id == env.target_id)).scalar_one()
+
+    @staticmethod
+    def _alias(conn: Connection, env: Envelope, name: str) -> None:
+        """Record a name the prompt holds (an old alias regained on a rename back keeps its row)."""
+        key = name.casefold()
+        found = conn.execute(select(prompt_aliases.c.prompt_id).where(
+            prompt_aliases.c.org_id == env.org_id, prompt_aliases.c.name_key == key)).first()
+        if found is None:
+            conn.execute(insert(prompt_aliases).values(org_id=env.org_id, name_key=key, prompt_id=env.target_id,
+                                                       name=name))
+
+    @staticmethod
+    def _dependencies(conn: Connection, env: Envelope, version: int, e: Prompt.Created | Prompt.Revised,
+                      type_: str) -> None:
+        """What the version includes, each name resolved through the aliases (a name, once claimed,
+        names the same prompt forever: renames keep old names as aliases)."""
+        includes = version_includes({"type": type_, "template": e.template, "messages": e.messages,
+                                     "template_format": e.template_format})
+        rows = []
+        for ordinal, include in enumerate(includes):
+            try:
+                key = clean_prompt_name(include.name).casefold()
+            except Invalid:
+                key = None
+            target = conn.execute(select(prompt_aliases.c.prompt_id).where(
+                prompt_aliases.c.org_id == env.org_id, prompt_aliases.c.name_key == key)).scalar() if key else None
+            rows.append(dict(org_id=env.org_id, prompt_id=env.target_id, version=version, ordinal=ordinal,
+                             dependency_id=target, dependency_name=include.name,
+                             label=include.selector_label if include.version is None else None,
+                             dependency_version=include.version))
+        if rows:
+            conn.execute(insert(prompt_dependencies), rows)
 
     @staticmethod
     def _labels_of(env: Envelope):
@@ -122,28 +185,106 @@ class Catalogue(Projection):
 
         None when no such prompt. `resolved` is None when the label is not set; `template` is None
         when the prompt has no such version."""
-        p, lb, pv = prompts, prompt_labels, prompt_versions
+        p, lb, pv, al = prompts, prompt_labels, prompt_versions, prompt_aliases
         if version is not None:
             target = literal(version, Integer)
         elif label is None or label in AUTOMATIC_LABELS:
             target = p.c.latest_version
         else:
             target = lb.c.version
-        query = rows_of(p, org_id, p.c.prompt_id, p.c.name, p.c.latest_version, target.label("resolved"),
-                        pv.c.template, pv.c.variables, pv.c.model_config, pv.c.tags).select_from(p)
+        query = rows_of(al, org_id, p.c.prompt_id, p.c.name, p.c.latest_version, p.c.archived, target.label("resolved"),
+                        pv.c.type, pv.c.template, pv.c.messages, pv.c.template_format, pv.c.variables,
+                        pv.c.variable_schema, pv.c.model_config, pv.c.tags).select_from(al)
+        query = query.join(p, and_(p.c.org_id == al.c.org_id, p.c.prompt_id == al.c.prompt_id))
         if target is lb.c.version:
             query = query.outerjoin(lb, and_(lb.c.org_id == p.c.org_id, lb.c.prompt_id == p.c.prompt_id,
                                              lb.c.label == label))
         query = query.outerjoin(pv, and_(pv.c.org_id == p.c.org_id, pv.c.prompt_id == p.c.prompt_id,
                                          pv.c.version == target))
-        query = query.where(p.c.name_key == name.strip().casefold())
+        query = query.where(al.c.name_key == name.strip().casefold())
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return dict(row._mapping) if row else None
 
+    def compose(self, org_id: str, row: dict[str, Any], label: str | None) -> Resolution:
+        """A fetched version (`fetch`'s row) with its includes resolved against this read model's
+        own rows: the dependencies' versions as the catalogue holds them now."""
+        target = Target(row["prompt_id"], row["name"], row["resolved"], label, row["type"], row["template"],
+                        row["messages"], row["template_format"], list(row["variables"]), row["variable_schema"])
+        if not has_includes(row["template"], row["messages"], row["template_format"]):
+            return Resolution(row["template"] if row["type"] == "text" else None,
+                              row["messages"] if row["type"] == "chat" else None, [], list(row["variables"]),
+                              row["variable_schema"])
+        return resolve(target, self.lookup(org_id))
+
+    def lookup(self, org_id: str) -> Lookup:
+        """Includes resolved within one organisation against the catalogue's rows."""
+
+        def lookup(include: Include) -> Target | None:
+            try:
+                name = clean_prompt_name(include.name)
+            except Invalid:
+                return None
+            label = include.selector_label if include.version is None else None
+            row = self.fetch(org_id, name, label=label, version=include.version)
+            if row is None or row["resolved"] is None or row["template"] is None:
+                return None
+            return Target(row["prompt_id"], row["name"], row["resolved"], label, row["type"], row["template"],
+                          row["messages"], row["template_format"], list(row["variables"]), row["variable_schema"])
+
+        return lookup
+
+    def dependents(self, org_id: str, prompt_id: str) -> list[dict[str, Any]]:
+        """The prompts whose latest version, or a version one of their labels points at, includes
+        this prompt (by any of its names): what a change to it will affect."""
+        d, p = prompt_dependencies, prompts
+        query = (rows_of(d, org_id, d.c.prompt_id, d.c.version, d.c.label, d.c.dependency_version, p.c.name,
+                         p.c.latest_version, p.c.labels, p.c.archived)
+                 .join(p, and_(p.c.org_id == d.c.org_id, p.c.prompt_id == d.c.prompt_id))
+                 .where(d.c.dependency_id == str(prompt_id)).order_by(p.c.name_key, d.c.version))
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            labels = sorted(label for label, v in r["labels"].items() if v == r["version"])
+            if r["version"] != r["latest_version"] and not labels:
+                continue  # an old version nothing serves any more
+            entry = out.setdefault(r["prompt_id"], {"prompt_id": r["prompt_id"], "name": r["name"],
+                                                    "archived": r["archived"], "versions": [], "labels": [],
+                                                    "includes": []})
+            if r["version"] not in entry["versions"]:
+                entry["versions"].append(r["version"])
+            entry["labels"] = sorted({*entry["labels"], *labels, *(["latest"] if r["version"] == r["latest_version"] else [])})
+            selector = {"label": r["label"], "version": r["dependency_version"]}
+            if selector not in entry["includes"]:
+                entry["includes"].append(selector)
+        return list(out.values())
+
+    def folders(self, org_id: str, parent: str = "", *, archived: bool = False) -> dict[str, Any]:
+        """The sub-folders of `parent` ('' = the top level) with how many prompts each holds (in all
+        its sub-folders too), and how many prompts sit directly in `parent`."""
+        query = rows_of(prompts, org_id, prompts.c.folder, func.count()).where(prompts.c.archived == archived)
+        if parent:
+            query = query.where(or_(prompts.c.folder == parent, prompts.c.folder.startswith(parent + "/", autoescape=True)))
+        with self.engine.connect() as conn:
+            counts = conn.execute(query.group_by(prompts.c.folder)).all()
+        children: dict[str, int] = {}
+        direct = 0
+        for folder, count in counts:
+            rest = folder[len(parent) + 1:] if parent else folder
+            if folder == parent:
+                direct += count
+                continue
+            child = rest.split("/", 1)[0]
+            children[child] = children.get(child, 0) + count
+        path = (parent + "/") if parent else ""
+        return {"parent": parent, "prompts": direct,
+                "folders": [{"name": c, "path": path + c, "prompts": n} for c, n in sorted(children.items())]}
+
     def list(
         self, org_id: str, *, tag: str | None = None, label: str | None = None, name_prefix: str | None = None,
         archived: bool | None = False, sort: str = "name", limit: int = 50, cursor: str | None = None,
+        folder: str | None = None,
     ) -> Page:
         """Keyset pagination: the cursor holds the last row's (sort, sort key, prompt id)."""
         if sort not in SORTS:
@@ -154,6 +295,8 @@ class Catalogue(Projection):
         query = rows_of(prompts, org_id)
         if archived is not None:
             query = query.where(prompts.c.archived == archived)
+        if folder is not None:  # the folder's own prompts ('' = the top level)
+            query = query.where(prompts.c.folder == folder)
         if name_prefix:
             key = name_prefix.casefold()
             query = query.where(prompts.c.name_key >= key, prompts.c.name_key < key + "\U0010ffff")

@@ -12,11 +12,18 @@ prompts = Table(
     Column("name", String(200), nullable=False),
     Column("name_key", String(200), nullable=False),
     Column("latest_version", Integer, nullable=False),
+    Column("type", String(8), nullable=False),
+    #: The latest version's template, or the text of its messages (chat): what keyword search indexes.
     Column("template", Text, nullable=False),
+    Column("messages", JSON, nullable=True),
+    Column("template_format", String(16), nullable=False),
     Column("variables", JSON, nullable=False),
+    Column("variable_schema", JSON, nullable=True),
     Column("model_config", JSON, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("labels", JSON, nullable=False),
+    #: The folder path of the name ('' at the top level).
+    Column("folder", String(200), nullable=False),
     Column("archived", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(80), nullable=False),
@@ -26,6 +33,7 @@ prompts = Table(
     Column("position", BigInteger, nullable=False),
     Index("ix_rm_prompts_org_name", "org_id", "name_key", unique=True),
     Index("ix_rm_prompts_org_updated", "org_id", "updated_at"),
+    Index("ix_rm_prompts_org_folder", "org_id", "folder"),
 )
 prompt_tags = Table(
     "rm_prompt_tags", metadata,
@@ -50,12 +58,38 @@ prompt_versions = Table(
     Column("org_id", String(36), primary_key=True),
     Column("prompt_id", String(36), primary_key=True),
     Column("version", Integer, primary_key=True),
+    Column("type", String(8), nullable=False),
     Column("template", Text, nullable=False),
+    Column("messages", JSON, nullable=True),
+    Column("template_format", String(16), nullable=False),
     Column("variables", JSON, nullable=False),
+    Column("variable_schema", JSON, nullable=True),
     Column("model_config", JSON, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("message", Text, nullable=False),
     Column("author", String(80), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("position", BigInteger, nullable=False),
+)
+#: Every name a prompt has had (its current name, and the old ones it keeps as aliases after a
+#: rename): the by-name fetch and includes look names up here.
+prompt_aliases = Table(
+    "rm_prompt_aliases", metadata,
+    Column("org_id", String(36), primary_key=True),
+    Column("name_key", String(200), primary_key=True),
+    Column("prompt_id", String(36), nullable=False),
+    Column("name", String(200), nullable=False),
+)
+#: The includes of every version, resolved to the prompt they name: "where is this prompt used?".
+prompt_dependencies = Table(
+    "rm_prompt_dependencies", metadata,
+    Column("org_id", String(36), primary_key=True),
+    Column("prompt_id", String(36), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("ordinal", Integer, primary_key=True),
+    Column("dependency_id", String(36), nullable=True),
+    Column("dependency_name", String(200), nullable=False),
+    Column("label", String(64), nullable=True),
+    Column("dependency_version", Integer, nullable=True),
+    Index("ix_rm_prompt_dependencies_target", "org_id", "dependency_id"),
 )

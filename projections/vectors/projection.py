@@ -1,9 +1,9 @@
 """Vector projection: prompts' embeddings in the vector index (Qdrant server or qdrant-edge).
 
 A deterministic fold of the event stream like any other projection (ARCHITECTURE §4):
-- what is embedded comes from the events' own content (name, tags, template of Created/Revised);
-  the payload (version, tags, labels, archived) is folded into this projection's own table,
-  `rm_vector_docs`, never read from another read model;
+- what is embedded comes from the events' own content (name, tags, and the template or the
+  messages' text of Created/Revised); that and the payload (version, tags, labels, archived) are
+  folded into this projection's own table, `rm_vector_docs`, never read from another read model;
 - one writer at a time (`WriterLock`) reads a batch, embeds, upserts, then claims the position
   (compare-and-set) in the same transaction as its table rows, so a stale writer can never land
   after a newer one, and a failed upsert moves nothing;
@@ -17,16 +17,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Engine, Integer, String, Table, delete, insert, select
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Engine, Integer, String, Table, Text, delete, insert, select
 from sqlalchemy import tuple_
 
-from domain.prompt import Prompt
+from domain.prompt import Prompt, searchable_text
 from projections import tracking
 from projections.catchup import LostClaim
 from projections.db import metadata, write
 from projections.events import Envelope
 from projections.source import EventSource
-from projections.vectors.embedder import Embedder, document_text
+from projections.vectors.embedder import MAX_TEMPLATE_CHARS, Embedder, document_text
 from projections.vectors.index import VectorIndex, VectorIndexUnavailable, VectorPoint
 from projections.writer_lock import WriterLock
 
@@ -37,31 +37,37 @@ vector_docs = Table(
     Column("org_id", String(36), primary_key=True),
     Column("prompt_id", String(36), primary_key=True),
     Column("name", String(200), nullable=False),
+    Column("type", String(8), nullable=False),
     Column("version", Integer, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("labels", JSON, nullable=False),
     Column("archived", Boolean, nullable=False),
+    #: The start of the latest version's text (all the embedder reads), to re-embed on a rename or
+    #: when a point went missing from the index.
+    Column("body", Text, nullable=False),
     #: Position of the last event folded into this document (also stamped on its point).
     Column("position", BigInteger, nullable=False),
 )
 
-#: (name, template, tags) of a prompt's latest version, read from the event store: only needed
-#: when a point has gone missing from the index and a payload-only event must rewrite it.
-ContentLookup = Callable[[str], tuple[str, str, list[str]] | None]
+
+
+def _body(event: Prompt.Created | Prompt.Revised, type_: str) -> str:
+    text = searchable_text({"type": type_, "template": event.template, "messages": event.messages})
+    return " ".join(text.split())[: MAX_TEMPLATE_CHARS * 2]
 
 
 class VectorProjection:
     name = "vectors"
-    #: 2: folds its own documents from the events (was: embedded the catalogue's rows).
-    schema_version = 2
+    #: 2: folds its own documents from the events (was: embedded the catalogue's rows). 3: chat
+    #: prompts, renames, the text kept with each document.
+    schema_version = 3
     tables = (vector_docs,)
 
-    def __init__(self, engine: Engine, index: VectorIndex, embedder: Embedder, content: ContentLookup,
+    def __init__(self, engine: Engine, index: VectorIndex, embedder: Embedder,
                  on_embed: Callable[[int, float], None] | None = None):
         self.engine = engine
         self.index = index
         self.embedder = embedder
-        self.content = content
         self.on_embed = on_embed
         self.lock = WriterLock(engine, "vector-writer")
         self._retry_at = 0.0
@@ -114,29 +120,32 @@ class VectorProjection:
             return len(batch)
 
     def _fold(self, batch: list[Envelope]) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], str]]:
-        """The touched documents after the batch, and the text to embed for those whose content
-        changed (Created / Revised)."""
+        """The touched documents after the batch, and the text to embed for those whose embedded
+        text changed (Created, Revised, Renamed)."""
         keys = {(e.org_id, e.target_id) for e in batch}
         docs = self._load(keys) if keys else {}
         texts: dict[tuple[str, str], str] = {}
         for env in batch:
             key, e = (env.org_id, env.target_id), env.event
             if isinstance(e, Prompt.Created):
-                docs[key] = {"org_id": env.org_id, "prompt_id": env.target_id, "name": e.name, "version": 1,
-                             "tags": list(e.tags), "labels": [], "archived": False}
+                docs[key] = {"org_id": env.org_id, "prompt_id": env.target_id, "name": e.name, "type": e.type,
+                             "version": 1, "tags": list(e.tags), "labels": [], "archived": False,
+                             "body": _body(e, e.type)}
             doc = docs.get(key)
             if doc is None:
                 continue  # events of a prompt whose creation this projection never saw (cannot happen)
             if isinstance(e, Prompt.Revised):
-                doc.update(version=e.version, tags=list(e.tags))
+                doc.update(version=e.version, tags=list(e.tags), body=_body(e, doc["type"]))
+            elif isinstance(e, Prompt.Renamed):
+                doc["name"] = e.to_name
             elif isinstance(e, Prompt.LabelMoved):
                 doc["labels"] = sorted({*doc["labels"], e.label})
             elif isinstance(e, Prompt.LabelRemoved):
                 doc["labels"] = sorted(set(doc["labels"]) - {e.label})
             elif isinstance(e, Prompt.Archived | Prompt.Restored):
                 doc["archived"] = isinstance(e, Prompt.Archived)
-            if isinstance(e, Prompt.Created | Prompt.Revised):
-                texts[key] = document_text(doc["name"], e.template, e.tags)
+            if isinstance(e, Prompt.Created | Prompt.Revised | Prompt.Renamed):
+                texts[key] = document_text(doc["name"], doc["body"], doc["tags"])
             doc["position"] = env.position
         return docs, texts
 
@@ -153,10 +162,8 @@ class VectorProjection:
                 vector = self.index.retrieve_vector(*key)
                 if vector is not None:
                     vectors[key] = vector
-                else:  # the point went missing from the index: embed the latest content again
-                    found = self.content(key[1])
-                    if found is not None:
-                        texts[key] = document_text(*found)
+                else:  # the point went missing from the index: embed the document's text again
+                    texts[key] = document_text(docs[key]["name"], docs[key]["body"], docs[key]["tags"])
         pending = [k for k in docs if k not in vectors and k in texts]
         if pending:
             started = time.perf_counter()

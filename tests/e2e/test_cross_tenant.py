@@ -67,6 +67,7 @@ BODIES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("POST", "/v1/orgs/{org_id}/prompts/{prompt_id}/render"): [{"variables": {"x": "1"}},
                                                                   {"variables": {"x": "1"}, "label": "production"}],
     ("POST", "/v1/orgs/{org_id}/prompts/{prompt_id}/versions"): [{"base_version": 1, "template": "x"}],
+    ("POST", "/v1/orgs/{org_id}/prompts/{prompt_id}/rename"): [{"name": "moved/elsewhere"}],
     ("PUT", "/v1/orgs/{org_id}/prompts/{prompt_id}/labels/{label}"): [{"version": 1}],
     ("POST", "/v1/orgs/{org_id}/prompts/search"): [
         {"query": "foreign secret prompt template"},
@@ -80,8 +81,10 @@ BODIES: dict[tuple[str, str], list[dict[str, Any]]] = {
 QUERIES: dict[tuple[str, str], list[dict[str, str]]] = {
     ("GET", "/v1/orgs/{org_id}/prompts"): [{}, {"archived": "all"}, {"name_prefix": "foreign"}, {"tag": "foreigntag"},
                                            {"label": "production"}],
-    ("GET", "/v1/orgs/{org_id}/prompts/by-name/{name}"): [{}, {"label": "production"}, {"version": "1"},
-                                                          {"label": "production", "as_of": AS_OF}],
+    ("GET", "/v1/orgs/{org_id}/prompts/by-name/{name:path}"): [{}, {"label": "production"}, {"version": "1"},
+                                                               {"label": "production", "as_of": AS_OF},
+                                                               {"resolve": "false"}],
+    ("GET", "/v1/orgs/{org_id}/folders"): [{}, {"parent": "foreign"}],
     ("GET", "/v1/orgs/{org_id}/prompts/{prompt_id}"): [{}, {"as_of": AS_OF}],
     ("GET", "/v1/orgs/{org_id}/prompts/{prompt_id}/diff"): [{"from": "1", "to": "1"}],
     ("GET", "/v1/orgs/{org_id}/prompts/{prompt_id}/labels/history"): [{}, {"label": "production"}],

@@ -69,10 +69,11 @@ def target(module_api) -> Target:
             for method in sorted(route.methods):
                 if route.path.startswith("/v1/auth/logout"):
                     continue  # would end the session the rest of the fuzzing uses
-                routes.append((method, route.path, route.body_field is not None))
+                routes.append((method, route.path.replace(":path}", "}"), route.body_field is not None))
                 if route.body_field is not None:
                     model = route.body_field.field_info.annotation
-                    body_fields[(method, route.path)] = [f.alias or n for n, f in model.model_fields.items()]
+                    body_fields[(method, route.path.replace(":path}", "}"))] = [
+                        f.alias or n for n, f in model.model_fields.items()]
     documented = api.client.get("/openapi.json").json()["paths"]
     assert {p for _, p, _ in routes} | {"/v1/auth/logout", "/v1/auth/logout-all"} == set(documented)
     return Target(api, owner, values, routes, body_fields)

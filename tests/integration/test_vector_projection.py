@@ -41,8 +41,7 @@ def test_concurrent_vector_writers_never_leave_a_stale_point(make_settings):
         app, source = c.app, c.supervisor.source
         owner, org = _org(app)
         ids = _load(app, owner, org, ROWS)
-        second = VectorProjection(c.engine, c.vector_projection.index, c.vector_projection.embedder,
-                                  app.prompt_content)
+        second = VectorProjection(c.engine, c.vector_projection.index, c.vector_projection.embedder)
         stop = threading.Event()
         errors: list[BaseException] = []
 
@@ -103,7 +102,7 @@ def test_vectors_survive_a_catalogue_rebuild_during_a_batch(make_settings):
         c.close()
 
 
-def test_a_point_lost_from_the_index_is_rebuilt_from_the_log(make_settings):
+def test_a_point_lost_from_the_index_is_embedded_again(make_settings):
     c = build(make_settings(vectors_enabled=True))
     try:
         owner, org = _org(c.app)

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query
 
 from interfaces.http.deps import AuditScope, ContainerDep, fresh
 from interfaces.http.schemas.common import ERRORS
-from interfaces.http.schemas.prompts import AuditEventOut, AuditPage
-from interfaces.http.timeparse import parse_instant
+from interfaces.http.schemas.audit import AuditEventOut, AuditPage
+from interfaces.http.kit import parse_instant
 
 router = APIRouter(prefix="/v1/orgs/{org_id}/audit-events", tags=["audit"], responses=ERRORS)
 

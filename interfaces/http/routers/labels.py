@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query, Response
 from domain.errors import Invalid
 from domain.values import clean_label
 from interfaces.http.deps import ContainerDep, MemberScope, ReadScope, RequestId, command_headers, fresh
-from interfaces.http.routers.prompts import prompt_id_of, require_prompt
+from interfaces.http.kit import prompt_id_of
+from interfaces.http.routers.prompts import require_prompt
 from interfaces.http.schemas.common import ERRORS
 from interfaces.http.schemas.prompts import LabelHistory, LabelMove, LabelMoveOut, LabelOut
 

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query, Request
 
 from interfaces.http.deps import ContainerDep, ReadScope, fresh
 from interfaces.http.errors import ApiError
-from interfaces.http.routers.prompts import prompt_id_of, require_prompt
+from interfaces.http.kit import prompt_id_of
+from interfaces.http.routers.prompts import require_prompt
 from interfaces.http.schemas.common import ERRORS
 from interfaces.http.schemas.search import SearchHit, SearchIn, SearchOut, SimilarOut
 from projections.search import SemanticSearchUnavailable

@@ -11,43 +11,20 @@ from interfaces.http.deps import (
     ContainerDep, IdempotencyKey, MemberScope, ReadScope, RequestId, command_headers, fresh,
 )
 from interfaces.http.errors import ApiError
-from interfaces.http.routers.prompts import etag, etag_matches, prompt_id_of, require_prompt
+from interfaces.http.kit import MAX_VERSION, etag, etag_matches, parse_if_match, prompt_id_of, version_number
+from interfaces.http.routers.prompts import require_prompt
 from interfaces.http.schemas.common import ERRORS
-from interfaces.http.schemas.prompts import DiffOut, FieldChange, PromptRevise, VersionCreated, VersionList, VersionOut
+from interfaces.http.schemas.prompts import (
+    DiffOut, FieldChange, MessageDiff, PromptRevise, VersionCreated, VersionList, VersionOut,
+)
+from interfaces.http.schemas.content import MessageOut
+from interfaces.http.views import messages_arg, variables_arg, version_row
 
 router = APIRouter(prefix="/v1/orgs/{org_id}/prompts/{prompt_id}", tags=["versions"], responses=ERRORS)
-MAX_VERSION = 2**31 - 1
-
-
-def parse_if_match(header: str, prompt_id: Any) -> int:
-    """The version an `If-Match` names: the ETag of GET .../prompts/{id}
-    (`"<prompt_id>:<version>:<position>"`), a version's ETag (`"<prompt_id>:<version>"`) or a bare
-    version number. Only the version is compared (labels moving meanwhile do not stale a revision)."""
-    parts = header.strip().removeprefix("W/").strip('"').split(":")
-    if len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()):
-        raise ApiError(400, "INVALID_PARAMETER", 'If-Match must be the ETag "<prompt_id>:<version>[:<position>]"')
-    owner, number = (parts[0], parts[1]) if len(parts) > 1 else ("", parts[0])
-    if owner and owner != str(prompt_id):
-        raise ApiError(412, "PRECONDITION_FAILED", "If-Match names another prompt")
-    if not number.isdigit() or not 1 <= int(number) <= MAX_VERSION:
-        raise ApiError(400, "INVALID_PARAMETER", 'If-Match must be the ETag "<prompt_id>:<version>[:<position>]"')
-    return int(number)
-
-
-def version_number(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_VERSION:
-        raise NotFound("version not found", code="VERSION_NOT_FOUND")
-    return int(value)
 
 
 def _lines(text: str) -> list[str]:
     return [line if line.endswith("\n") else line + "\n" for line in text.splitlines(keepends=True)]
-
-
-def version_view(row: dict[str, Any]) -> VersionOut:
-    return VersionOut(version=row["version"], template=row["template"], variables=row["variables"],
-                      model_settings=row["model_config"], tags=row["tags"], message=row["message"],
-                      author=row["author"], created_at=row["created_at"])
 
 
 @router.post("/versions", status_code=201, response_model=VersionCreated, summary="Revise: add version n+1",
@@ -70,8 +47,8 @@ def revise(scope: MemberScope, prompt_id: str, body: PromptRevise, response: Res
     try:
         result = container.app.revise_prompt(
             scope.principal, scope.org_id, pid, base_version=base, request_id=rid, template=body.template,
-            variables=body.variables, model_config=body.model_settings, tags=body.tags, message=body.message,
-            idempotency_key=idempotency_key,
+            messages=messages_arg(body), template_format=body.template_format, variables=variables_arg(body),
+            model_config=body.model_settings, tags=body.tags, message=body.message, idempotency_key=idempotency_key,
         )
     except Conflict as exc:
         if if_match is not None and exc.code == "PROMPT_VERSION_CONFLICT":
@@ -90,7 +67,7 @@ def list_versions(scope: ReadScope, _: fresh("catalogue"), prompt_id: str, conta
     row = require_prompt(container, scope.org_id, pid)
     rows = container.catalogue.versions(str(scope.org_id), str(pid), after=after, limit=limit)
     more = len(rows) == limit and rows[-1]["version"] < row["latest_version"]
-    return VersionList(items=[version_view(r) for r in rows], next_after=rows[-1]["version"] if more else None)
+    return VersionList(items=[version_row(r) for r in rows], next_after=rows[-1]["version"] if more else None)
 
 
 @router.get("/versions/{number}", response_model=VersionOut, summary="One immutable version",
@@ -108,7 +85,7 @@ def get_version(scope: ReadScope, _: fresh("catalogue"), prompt_id: str, number:
     if etag_matches(if_none_match, tag):
         return Response(status_code=304, headers={"ETag": tag})
     response.headers["ETag"] = tag
-    return version_view(found)
+    return version_row(found)
 
 
 @router.get("/diff", response_model=DiffOut, summary="Unified diff of two versions")
@@ -123,11 +100,28 @@ def diff(scope: ReadScope, _: fresh("catalogue"), prompt_id: str, container: Con
             require_prompt(container, scope.org_id, pid)
             raise NotFound(f"version {n} does not exist", code="VERSION_NOT_FOUND", details={"version": n})
     a, b = rows[from_version], rows[to_version]
-    text = "".join(difflib.unified_diff(
-        _lines(a["template"]), _lines(b["template"]),
-        fromfile=f"v{from_version}", tofile=f"v{to_version}",
-    ))
+    names = (f"v{from_version}", f"v{to_version}")
+    text = "" if a["type"] == "chat" else _diff(a["template"], b["template"], *names)
     changes = {field: FieldChange(before=a[field], after=b[field])
-               for field in ("variables", "model_config", "tags") if a[field] != b[field]}
+               for field in ("variables", "variable_schema", "template_format", "model_config", "tags")
+               if a[field] != b[field]}
     return DiffOut(prompt_id=str(pid), from_version=from_version, to_version=to_version, template_diff=text,
-                   changes=changes)
+                   messages_diff=_messages_diff(a["messages"] or [], b["messages"] or [], names), changes=changes)
+
+
+def _diff(before: str, after: str, from_name: str, to_name: str) -> str:
+    return "".join(difflib.unified_diff(_lines(before), _lines(after), fromfile=from_name, tofile=to_name))
+
+
+def _messages_diff(before: list[dict], after: list[dict], names: tuple[str, str]) -> list[MessageDiff]:
+    """Message by message, position by position: each position whose message differs."""
+    out = []
+    for i in range(max(len(before), len(after))):
+        old = before[i] if i < len(before) else None
+        new = after[i] if i < len(after) else None
+        if old == new:
+            continue
+        out.append(MessageDiff(index=i, before=MessageOut(**old) if old else None, after=MessageOut(**new) if new else None,
+                               content_diff=_diff((old or {}).get("content", ""), (new or {}).get("content", ""),
+                                                  f"{names[0]}[{i}]", f"{names[1]}[{i}]")))
+    return out
