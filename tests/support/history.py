@@ -20,7 +20,8 @@ class World:
 
 def drive_history(app: PromptForge, *, orgs: int = 3, prompts_per_org: int = 12, seed: int = 7) -> World:
     """Several orgs, members with role changes, prompts from the corpus with revisions, label
-    moves and removals, archive/restore, API keys issued and revoked."""
+    moves and removals, archive/restore, API keys issued and revoked; and prompt model v2: chat
+    prompts with placeholders, folders, composed prompts including others, renames."""
     rng = random.Random(seed)
     corpus = load_corpus()
     world = World()
@@ -48,7 +49,7 @@ def drive_history(app: PromptForge, *, orgs: int = 3, prompts_per_org: int = 12,
                 owner, org, name=f"{row['act'][:150].replace('/', '-')} #{j}", template=row["prompt"][:4000] + " {{input}}",
                 tags=[row["type"].lower(), "devs" if row["for_devs"] == "TRUE" else "general"],
                 model_config={"model": "gpt-4o", "temperature": round(rng.random(), 2)}, message="import",
-                request_id=f"p-{i}-{j}",
+                request_id=f"p-{i}-{j}", template_format="plain",
             )
             ids.append(created.id)
             for v in range(rng.randint(0, 3)):
@@ -69,8 +70,32 @@ def drive_history(app: PromptForge, *, orgs: int = 3, prompts_per_org: int = 12,
                 app.revise_prompt(owner, org, created.id, base_version=0, request_id="stale", template="x")
             except DomainError:
                 pass
+        ids += _model_v2(app, owner, org, i)
         world.prompts[f"org{i}"] = ids
         keys = [app.issue_api_key(owner, org, f"key {k}", ["prompts:read"], f"k-{i}-{k}").id for k in range(2)]
         app.revoke_api_key(owner, org, keys[0], f"kr-{i}")
         world.keys[f"org{i}"] = keys
     return world
+
+
+def _model_v2(app: PromptForge, owner: Principal, org: UUID, i: int) -> list[UUID]:
+    """Chat prompts, folders, composition (with a label move under it) and renames."""
+    tone = app.create_prompt(owner, org, name=f"shared/tone-{i}", template="Be {{mood}}.", request_id=f"t-{i}",
+                             variables=[{"name": "mood", "type": "string", "default": "kind"}]).id
+    app.move_label(owner, org, tone, "production", 1, f"tl-{i}")
+    app.revise_prompt(owner, org, tone, base_version=1, request_id=f"tr-{i}", template="Be very {{mood}}.")
+    parent = app.create_prompt(owner, org, name=f"support/replies/refund-{i}",
+                               template=f"{{{{> shared/tone-{i}}}}} Refund {{{{#items}}}}{{{{sku}}}} {{{{/items}}}}",
+                               request_id=f"c-{i}").id
+    chat = app.create_prompt(owner, org, name=f"support/chat-{i}", type="chat", request_id=f"ch-{i}", messages=[
+        {"role": "system", "content": f"{{{{> shared/tone-{i}@production}}}} You help with {{{{product}}}}."},
+        {"type": "placeholder", "name": "history"}, {"role": "user", "content": "{{question}}"}]).id
+    app.revise_prompt(owner, org, chat, base_version=1, request_id=f"chr-{i}", messages=[
+        {"role": "system", "content": "You help with {{product}}."}, {"type": "placeholder", "name": "history"},
+        {"role": "user", "content": "{{question}}?"}])
+    app.move_label(owner, org, tone, "production", 2, f"tl2-{i}")
+    app.rename_prompt(owner, org, parent, f"support/billing/refund-{i}", f"rn-{i}")
+    app.rename_prompt(owner, org, tone, f"shared/voice-{i}", f"rnt-{i}")  # includes by the old name keep resolving
+    app.revise_prompt(owner, org, parent, base_version=1, request_id=f"cr-{i}",
+                      template=f"{{{{> shared/tone-{i}#1}}}} Refund now.")
+    return [tone, parent, chat]
