@@ -58,7 +58,7 @@ class PromptCommands(BaseApp):
             return replay
         prompt = Prompt.create(prompt_id, org_id, name, template, variables, model_config, tags or [], message,
                                request_hash=fingerprint, type=type, messages=messages,
-                               template_format=template_format or "mustache")
+                               template_format="mustache" if template_format is None else template_format)
         if self._exists(prompt_name_index_id(org_id, prompt.name)):
             raise Conflict(f"a prompt named {prompt.name!r} already exists", code="PROMPT_NAME_TAKEN",
                            details={"name": prompt.name})

@@ -9,7 +9,8 @@ prompt's template format. Includes resolve at read time, through a lookup the ca
 Refused, at write time and again at read time (a later label move can create what a write check
 could not see): a missing dependency (`DEPENDENCY_NOT_FOUND`), a cycle (`COMPOSITION_CYCLE`, with
 the path), more than `MAX_DEPTH` levels (`COMPOSITION_TOO_DEEP`), including a chat prompt into text
-(`COMPOSITION_TYPE_MISMATCH`), and a composed text that is not a valid template
+(`COMPOSITION_TYPE_MISMATCH`), a `plain` prompt whose literal text would read as includes once
+inlined (`COMPOSITION_FORMAT_MISMATCH`), and a composed text that is not a valid template
 (`INVALID_TEMPLATE`)."""
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import Invalid
-from domain.template import Include, check_text, includes_of, variables_of
+from domain.template import Include, check_text, includes_of, names_of, variables_of
 
 MAX_DEPTH = 5
 
@@ -76,9 +77,14 @@ def resolve(root: Target, lookup: Lookup, *, max_depth: int = MAX_DEPTH) -> Reso
     for text in texts:
         if resolver.used:  # only composed text can be new: the root's own text was checked at write time
             check_text(text, root.template_format)
-    names = list(dict.fromkeys(n for text in texts for n in variables_of(text, root.template_format)))
-    return Resolution(template, messages, resolver.dependencies(), names,
-                      _merged_schema(names, [root, *resolver.targets]))
+    # The versions' own variables (names declared inside sections included) and the composed text's
+    # top-level names, in first-use order in the composed text.
+    versions = [root, *resolver.targets]
+    allowed = {n for v in versions for n in v.variables} | {
+        n for text in texts for n in variables_of(text, root.template_format)}
+    mentioned = [n for text in texts for n in names_of(text, root.template_format)]
+    names = list(dict.fromkeys([*(n for n in mentioned if n in allowed), *sorted(allowed - set(mentioned))]))
+    return Resolution(template, messages, resolver.dependencies(), names, _merged_schema(names, versions))
 
 
 class _Resolver:
@@ -94,6 +100,12 @@ class _Resolver:
         parts, done = [], 0
         for include in includes_of(text, stack[-1].template_format):
             target = self._target(include, stack)
+            if target.template_format != self.template_format and _reads_as_includes(target.template or "",
+                                                                                      self.template_format):
+                # a `plain` prompt's literal `{{> x}}` would become a live include once inlined
+                raise Invalid(f"{include.tag} is a {target.template_format} prompt whose text reads as includes in "
+                              f"{self.template_format}", code="COMPOSITION_FORMAT_MISMATCH",
+                              details={"include": include.tag, "format": target.template_format})
             parts += [text[done:include.offset], self.expand(target.template or "", (*stack, target))]
             done = include.offset + len(include.tag)
         return "".join(parts) + text[done:]
@@ -138,3 +150,10 @@ def _merged_schema(names: list[str], versions: list[Target]) -> list[dict[str, A
             declared.setdefault(spec["name"], spec)
     return [declared.get(n, {"name": n, "type": "string", "required": True, "default": None, "description": ""})
             for n in names]
+
+
+def _reads_as_includes(text: str, template_format: str) -> bool:
+    try:
+        return bool(includes_of(text, template_format))
+    except Invalid:  # not a valid template there at all: the composed text's own check says where
+        return False

@@ -336,20 +336,22 @@ def _content(type_: str, template: str | None, messages: list | None, variables:
 
 def _inherited_variables(latest: dict[str, Any], template: str | None, messages: list | None, fmt: str) -> list | None:
     """Variables of a revision that changed the content without declaring them: the latest schema
-    for the names still used, new names as required strings; no schema, no declaration."""
+    for the names the content still mentions (inside sections too), new top-level names as required
+    strings; no schema, no declaration."""
     if latest["variable_schema"] is None:
         return None
     if template is not None:
-        used = variables_of(template, fmt)
+        texts = [template]
     elif messages is not None:
-        used = list(dict.fromkeys(n for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)
-                                  for n in variables_of(m["content"], fmt)))
+        texts = [m["content"] for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)]
     else:
         texts = [latest["template"]] if latest["type"] == "text" else [
             m["content"] for m in latest["messages"] or () if "content" in m]
-        used = list(dict.fromkeys(n for t in texts for n in variables_of(t, fmt)))
+    used = set(n for t in texts for n in variables_of(t, fmt))
+    mentioned = list(dict.fromkeys(n for t in texts for n in names_of(t, fmt)))
     known = {spec["name"]: spec for spec in latest["variable_schema"]}
-    return [known.get(n, {"name": n, "type": "string", "required": True}) for n in used]
+    return [known.get(n, {"name": n, "type": "string", "required": True}) for n in mentioned
+            if n in known or n in used]
 
 
 def searchable_text(version: dict[str, Any]) -> str:

@@ -118,6 +118,8 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         ("COMPOSITION_CYCLE", "includes form a cycle (details: path)"),
         ("COMPOSITION_TOO_DEEP", "includes nest deeper than five levels (details: path)"),
         ("COMPOSITION_TYPE_MISMATCH", "a chat prompt was included (only text prompts can be)"),
+        ("COMPOSITION_FORMAT_MISMATCH", "an included plain prompt's text would read as includes in the including "
+                                        "prompt's format"),
         ("INVALID_VARIABLES", "variable names must be identifiers (and few enough)"),
         ("VARIABLES_MISMATCH", "declared variables do not match the template's variables"),
         ("INVALID_TAGS", "too many tags, or an invalid one"),

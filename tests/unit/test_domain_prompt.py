@@ -57,10 +57,12 @@ def test_create_emits_created_with_defaults_from_placeholders():
         "org_id": ORG_ID, "name": "greeting", "template": TEMPLATE, "variables": ["name", "place"],
         "model_config": {"temperature": 0.2}, "tags": ["b2b", "onboarding"], "message": "first", "actor": ACTOR,
         "request_id": "req-create", "request_hash": "fp",
+        "type": "text", "messages": None, "variable_schema": None, "template_format": "mustache",
     })]
     assert prompt.latest_version == 1
     assert prompt.versions[0] == {
-        "version": 1, "template": TEMPLATE, "variables": ["name", "place"], "model_config": {"temperature": 0.2},
+        "version": 1, "type": "text", "template": TEMPLATE, "messages": None, "template_format": "mustache",
+        "variables": ["name", "place"], "variable_schema": None, "model_config": {"temperature": 0.2},
         "tags": ["b2b", "onboarding"], "message": "first", "author": ACTOR,
     }
     assert (prompt.labels, prompt.archived, prompt.org_id) == ({}, False, ORG_ID)
@@ -102,11 +104,33 @@ def test_create_with_non_json_model_config_is_refused(config):
     refused(None, lambda: create(model_config=config), kind=Invalid, code="INVALID_MODEL_CONFIG")
 
 
-@pytest.mark.parametrize("name", ["a/b", "greeting\tv2", "greeting\nv2", "greeting\rv2", "   "],
-                         ids=["slash", "tab", "newline", "carriage-return", "blank"])
+@pytest.mark.parametrize("name", [
+    "greeting\tv2", "greeting\nv2", "greeting\rv2", "   ", "",
+    "/greeting", "greeting/", "support//greeting", "support/ /greeting", "/",
+    "support/../greeting", "../greeting", "./greeting", "support/.", "..",
+    "support/gree\x1bting", "support\u2028/greeting", "x" * 201,
+], ids=["tab", "newline", "carriage-return", "blank", "empty",
+        "leading-slash", "trailing-slash", "doubled-slash", "blank-segment", "only-slash",
+        "dot-dot-inside", "dot-dot-first", "dot-first", "dot-last", "only-dot-dot",
+        "escape-in-folder", "line-separator", "too-long"])
 def test_create_with_bad_name_is_refused(name):
-    """Tab or line breaks inside a name are refused: the prompt could never be fetched by that name."""
+    """Tab or line breaks inside a name are refused: the prompt could never be fetched by that name.
+    `/` separates folders, so every segment must be a real name: no empty segment, no `.` or `..`."""
     refused(None, lambda: create(name=name), kind=Invalid, code="INVALID_NAME")
+
+
+@pytest.mark.parametrize(("name", "clean"), [
+    ("support/greeting", "support/greeting"),
+    ("  support / billing /  refund reply ", "support/billing/refund reply"),
+    ("a/b/c/d", "a/b/c/d"),
+    ("x" * 200, "x" * 200),
+], ids=["folder", "spaces-around-segments", "nested", "longest"])
+def test_create_accepts_folder_paths_with_each_segment_trimmed(name, clean):
+    """`/` was refused before folders existed; now it separates folder segments."""
+    prompt = create(name=name)
+
+    assert then(prompt)[0][1]["name"] == clean
+    assert prompt.name == clean
 
 
 def test_create_with_control_chars_in_message_is_refused():
@@ -126,6 +150,7 @@ def test_revise_from_latest_emits_revised_with_next_version():
         "version": 2, "org_id": ORG_ID, "template": "Bye {{name}}", "variables": ["name"],
         "model_config": {"temperature": 0.2}, "tags": ["onboarding"], "message": "second", "actor": "user:bob",
         "request_id": REQUEST, "idempotency": "", "request_hash": "",
+        "messages": None, "variable_schema": None, "template_format": "mustache",
     })]
     assert prompt.latest_version == 2
     assert prompt.versions[1]["author"] == "user:bob"
@@ -381,7 +406,8 @@ def test_restore_emits_restored_and_allows_changes_again():
         ("Restored", {"org_id": ORG_ID, "actor": ACTOR, "request_id": REQUEST}),
         ("Revised", {"version": 2, "org_id": ORG_ID, "template": "again {{x}}", "variables": ["x"],
                      "model_config": {"temperature": 0.2}, "tags": ["onboarding"], "message": "", "actor": ACTOR,
-                     "request_id": "r3", "idempotency": "", "request_hash": ""}),
+                     "request_id": "r3", "idempotency": "", "request_hash": "",
+                     "messages": None, "variable_schema": None, "template_format": "mustache"}),
     ]
     assert prompt.archived is False
 

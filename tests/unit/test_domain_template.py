@@ -310,10 +310,11 @@ def test_includes_in_order_with_selector_and_exact_tag():
 
     # then each is named with its selector, and the tag is exactly what was written
     assert found == [
-        Include(name="support/greeting", label=None, version=None, tag="{{> support/greeting}}"),
-        Include(name="footer", label="staging", version=None, tag="{{>footer@Staging}}"),
-        Include(name="legal notice", label=None, version=12, tag="{{ > legal notice#12 }}"),
+        Include(name="support/greeting", label=None, version=None, tag="{{> support/greeting}}", offset=2),
+        Include(name="footer", label="staging", version=None, tag="{{>footer@Staging}}", offset=27),
+        Include(name="legal notice", label=None, version=12, tag="{{ > legal notice#12 }}", offset=49),
     ]
+    assert all(text[i.offset:i.offset + len(i.tag)] == i.tag for i in found)  # where each tag stands
     assert [i.selector_label for i in found] == ["production", "staging", None]
     assert all(text.count(i.tag) == 1 for i in found)
 
