@@ -6,10 +6,11 @@ projections track; commands are grouped by area in mixin modules to keep files s
 from __future__ import annotations
 
 from application.api_keys import ApiKeyCommands
+from application.governance import GovernanceCommands
 from application.identity import IdentityCommands
 from application.organisations import OrganisationCommands
 from application.prompts import PromptCommands
 
 
-class PromptForge(PromptCommands, ApiKeyCommands, OrganisationCommands, IdentityCommands):
+class PromptForge(GovernanceCommands, PromptCommands, ApiKeyCommands, OrganisationCommands, IdentityCommands):
     name = "PromptForge"

@@ -34,13 +34,17 @@ class OrganisationCommands(BaseApp):
     @command
     def update_organisation(
         self, principal: Principal, org_id: UUID, request_id: str, *, name: str | None = None, plan: str | None = None,
+        protected_labels: list[str] | None = None, review_policies: dict[str, dict] | None = None,
     ) -> CommandResult:
-        """Rename and/or change plan in one atomic save (both need org:manage)."""
+        """Rename, change plan and/or the protected labels (with their review policies) in one
+        atomic save (all need org:manage)."""
         org = self.grant(principal, org_id, Permission.ORG_MANAGE).org
         if plan is not None:
             org.change_plan(plan)
         if name is not None:
             org.rename(name)
+        if protected_labels is not None or review_policies is not None:
+            org.protect_labels(org.protected_labels if protected_labels is None else protected_labels, review_policies)
         return CommandResult(org_id, self._save(org))
 
     def get_organisation(self, principal: Principal, org_id: UUID) -> Organisation:

@@ -38,6 +38,10 @@ class Grant:
     #: The member's role; None for API keys.
     role: Role | None
     is_api_key: bool
+    #: The person answerable for what the principal does (`user:<id>`: the user, or for an API key
+    #: the member who issued it) and their role: four-eyes rules are about people, not credentials.
+    answerable: str = ""
+    answerable_role: Role | None = None
 
     @property
     def acting_role(self) -> Role:
@@ -73,29 +77,31 @@ class AccessPolicy:
             if principal.key_org_id != org_id:
                 raise org_not_found()
             org = self._load_org(org_id)
-            issuer = self._issuer_permissions(org, principal.key_issued_by, depth=0)
+            issuer, person = self._issuer(org, principal.key_issued_by, depth=0)
             own = frozenset(Permission(p) for p in principal.key_permissions)
-            return Grant(org, own & issuer, None, True)
+            return Grant(org, own & issuer, None, True, person, org.role_of(_uuid(person.partition(":")[2])))
         org = self._load_org(org_id)
         role = org.role_of(principal.user_id)
         if role is None:
             raise org_not_found()
-        return Grant(org, org.permissions_of(principal.user_id), role, False)
+        return Grant(org, org.permissions_of(principal.user_id), role, False, principal.actor, role)
 
-    def _issuer_permissions(self, org: Organisation, issued_by: str, depth: int) -> frozenset[Permission]:
+    def _issuer(self, org: Organisation, issued_by: str, depth: int) -> tuple[frozenset[Permission], str]:
+        """What the issuer of a key may do now, and the member at the root of the issuing chain."""
         kind, _, ident = issued_by.partition(":")
         if kind == "user":
             permissions = org.permissions_of(_uuid(ident))
             if not permissions:
                 raise Unauthenticated("the API key's issuer is no longer a member of the organisation",
                                       code="API_KEY_DISABLED")
-            return permissions
+            return permissions, issued_by
         if kind == "api_key" and depth < MAX_ISSUER_CHAIN:
             parent = self._load_key(_uuid(ident)) if _uuid(ident) else None
             if parent is None or parent.revoked or parent.org_id != org.id:
                 raise Unauthenticated("the API key that issued this key has been revoked", code="API_KEY_REVOKED")
             own = frozenset(Permission(p) for p in parent.permissions)
-            return own & self._issuer_permissions(org, parent.issued_by, depth + 1)
+            permissions, person = self._issuer(org, parent.issued_by, depth + 1)
+            return own & permissions, person
         raise Unauthenticated("the API key's issuer cannot be established", code="API_KEY_DISABLED")
 
 

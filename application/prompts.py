@@ -22,7 +22,7 @@ from domain.ids import idempotent_id, prompt_name_index_id
 from domain.permissions import Permission, label_permission
 from domain.prompt import Prompt, PromptNameIndex
 from domain.template import Include, check_values, render_messages, render_text
-from domain.values import clean_prompt_name
+from domain.values import clean_label, clean_prompt_name
 
 
 def prompt_not_found(message: str = "prompt not found") -> NotFound:
@@ -109,20 +109,22 @@ class PromptCommands(BaseApp):
 
     @command
     def move_label(
-        self, principal: Principal, org_id: UUID, prompt_id: UUID, label: str, version: int, request_id: str,
-        expected_version: int | None = None,
+        self, principal: Principal, org_id: UUID, prompt_id: UUID, label: str, version: int | None, request_id: str,
+        expected_version: int | None = None, split: list | None = None,
     ) -> CommandResult:
-        self._grant_label(principal, org_id, label)
+        """Point a label at a version or a traffic split (compare-and-set). A protected label is
+        refused (409 LABEL_PROTECTED): its changes go through review requests (application.governance)."""
+        self._grant_label(principal, org_id, label).org.require_unprotected(clean_label(label))
         prompt = self._prompt(org_id, prompt_id)
-        changed = prompt.move_label(label, version, expected_version)
-        return CommandResult(prompt_id, self._save(prompt) if changed else None, version=version)
+        changed = prompt.move_label(label, version, expected_version, split=split)
+        return CommandResult(prompt_id, self._save(prompt) if changed else None, version=prompt.labels.get(clean_label(label)))
 
     @command
     def remove_label(
         self, principal: Principal, org_id: UUID, prompt_id: UUID, label: str, request_id: str,
         expected_version: int | None = None,
     ) -> CommandResult:
-        self._grant_label(principal, org_id, label)
+        self._grant_label(principal, org_id, label).org.require_unprotected(clean_label(label))
         prompt = self._prompt(org_id, prompt_id)
         prompt.remove_label(label, expected_version)
         return CommandResult(prompt_id, self._save(prompt))
@@ -188,7 +190,17 @@ class PromptCommands(BaseApp):
         composition's schema (every problem listed), includes resolved, placeholders spliced."""
         _, chosen, composed = self.resolve_prompt(principal, org_id, prompt_id, label=label, version=version,
                                                   as_of=as_of)
-        given = check_values(composed.variable_schema, composed.variables, values, strict=strict)
+        try:
+            given = check_values(composed.variable_schema, composed.variables, values, strict=strict)
+        except Invalid as exc:  # a chat render names missing placeholders in the same answer
+            if chosen["type"] == "chat":
+                missing = [m["name"] for m in composed.messages or () if m.get("type") == "placeholder"
+                           and m["name"] not in (placeholders or {})]
+                if missing:
+                    exc.details.setdefault("problems", []).extend(
+                        {"placeholder": n, "problem": "missing"} for n in missing)
+                    exc.details["missing_placeholders"] = missing
+            raise
         fmt = chosen["template_format"]
         if chosen["type"] == "chat":
             return chosen, composed, render_messages(composed.messages, given, placeholders or {}, fmt)
@@ -248,9 +260,9 @@ class PromptCommands(BaseApp):
         if has_includes(version["template"], version["messages"], version["template_format"]):
             resolve(target_of(prompt, version, None), self._lookup(org_id, None))
 
-    def _grant_label(self, principal: Principal, org_id: UUID, label: str) -> None:
+    def _grant_label(self, principal: Principal, org_id: UUID, label: str):
         try:
-            self.grant(principal, org_id, label_permission(label.strip().lower()))
+            return self.grant(principal, org_id, label_permission(label.strip().lower()))
         except Forbidden as exc:
             exc.details["label"] = label
             raise

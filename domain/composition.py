@@ -56,9 +56,11 @@ class Resolution:
 
 
 def has_includes(template: str | None, messages: list[dict[str, Any]] | None, template_format: str) -> bool:
-    if template is not None:
-        return bool(includes_of(template, template_format))
-    return any(includes_of(m["content"], template_format) for m in messages or () if "content" in m)
+    """Whether a version's content includes anything (chat versions: their messages; their
+    `template` is empty)."""
+    if messages is not None:
+        return any(includes_of(m["content"], template_format) for m in messages if "content" in m)
+    return bool(includes_of(template or "", template_format))
 
 
 def resolve(root: Target, lookup: Lookup, *, max_depth: int = MAX_DEPTH) -> Resolution:

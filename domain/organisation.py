@@ -4,9 +4,21 @@ from __future__ import annotations
 from uuid import UUID
 
 from domain.base import AuditedAggregate
-from domain.errors import Conflict, Forbidden, LimitExceeded, NotFound
+from domain.errors import Conflict, Forbidden, Invalid, LimitExceeded, NotFound
 from domain.permissions import PLAN_LIMITS, ROLE_PERMISSIONS, Permission, Plan, Role, parse_plan, parse_role
-from domain.values import clean_name
+from domain.values import clean_label, clean_name
+
+
+DEFAULT_PROTECTED = ["production"]
+DEFAULT_APPROVER_ROLES = [Role.OWNER.value, Role.ADMIN.value, Role.REVIEWER.value]
+MAX_PROTECTED = 20
+MAX_APPROVALS = 5
+
+
+def _upcast_governance(state: dict) -> None:
+    """Organisations created before governance protect `production`, one approval by any reviewer."""
+    state.setdefault("protected_labels", list(DEFAULT_PROTECTED))
+    state.setdefault("review_policies", {})
 
 
 class Organisation(AuditedAggregate):
@@ -15,11 +27,26 @@ class Organisation(AuditedAggregate):
     Snapshots (every 100 events) hold this state: a change to the attributes below needs a
     `class_version` bump and an upcaster, or old snapshots load without the new attribute."""
 
+    #: 2: protected labels and review policies (governance).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict) -> None:
+        _upcast_governance(state)
+
     class Created(AuditedAggregate.Created):
         name: str
         plan: str
         owner_id: UUID
         request_hash: str
+        protected_labels: list[str]
+        review_policies: dict
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            _upcast_governance(state)
 
         def apply(self, org: "Organisation") -> None:
             org.name = self.name
@@ -30,6 +57,10 @@ class Organisation(AuditedAggregate):
             org.active_api_keys = 0
             #: Members added under an Idempotency-Key: token -> (user id, request fingerprint).
             org.idempotent_members = {}
+            #: Labels nobody moves directly: changes go through review requests (domain.review).
+            org.protected_labels = list(self.protected_labels)
+            #: Per protected label: {"approvals": n, "approver_roles": [...]} (defaults otherwise).
+            org.review_policies = {k: dict(v) for k, v in self.review_policies.items()}
 
     class Renamed(AuditedAggregate.Event):
         name: str
@@ -70,6 +101,14 @@ class Organisation(AuditedAggregate):
         def apply(self, org: "Organisation") -> None:
             del org.members[str(self.user_id)]
 
+    class ProtectedLabelsChanged(AuditedAggregate.Event):
+        protected_labels: list[str]
+        review_policies: dict
+
+        def apply(self, org: "Organisation") -> None:
+            org.protected_labels = list(self.protected_labels)
+            org.review_policies = {k: dict(v) for k, v in self.review_policies.items()}
+
     class PromptAdded(AuditedAggregate.Event):
         prompt_id: UUID
 
@@ -91,7 +130,8 @@ class Organisation(AuditedAggregate):
     @classmethod
     def create(cls, id: UUID, name: str, owner_id: UUID, plan: str = "FREE", request_hash: str = "") -> "Organisation":
         return cls._create(cls.Created, id=id, name=clean_name(name, what="organisation name"),
-                           plan=parse_plan(plan).value, owner_id=owner_id, request_hash=request_hash)
+                           plan=parse_plan(plan).value, owner_id=owner_id, request_hash=request_hash,
+                           protected_labels=list(DEFAULT_PROTECTED), review_policies={})
 
     # -- queries on state -------------------------------------------------------------------
     @property
@@ -114,7 +154,38 @@ class Organisation(AuditedAggregate):
     def owners(self) -> list[str]:
         return [u for u, r in self.members.items() if r == Role.OWNER.value]
 
+    def is_protected(self, label: str) -> bool:
+        return label in self.protected_labels
+
+    def require_unprotected(self, label: str) -> None:
+        """A protected label is never moved or removed directly, by anyone, through any interface."""
+        if self.is_protected(label):
+            raise Conflict(f"label {label!r} is protected: request a review", code="LABEL_PROTECTED",
+                           details={"label": label, "review_requests": f"/v1/orgs/{self.id}/review-requests"})
+
+    def review_policy(self, label: str) -> dict:
+        """How many approvals a change of `label` needs, and which roles may give them."""
+        policy = self.review_policies.get(label, {})
+        return {"approvals": policy.get("approvals", 1),
+                "approver_roles": list(policy.get("approver_roles", DEFAULT_APPROVER_ROLES))}
+
     # -- commands ---------------------------------------------------------------------------
+    def protect_labels(self, labels: list[str], policies: dict | None = None) -> None:
+        """Set the protected labels and (optionally) their review policies."""
+        cleaned = sorted({clean_label(label) for label in labels})
+        if len(cleaned) > MAX_PROTECTED:
+            raise Invalid(f"at most {MAX_PROTECTED} protected labels", code="INVALID_LABEL")
+        if policies is None:  # keep the policies of the labels that stay protected
+            policies = {label: policy for label, policy in self.review_policies.items() if label in cleaned}
+        else:
+            policies = {clean_label(label): _clean_policy(label, policy) for label, policy in policies.items()}
+        unknown = sorted(set(policies) - set(cleaned))
+        if unknown:
+            raise Invalid("review policies name labels that are not protected", code="INVALID_REVIEW_POLICY",
+                          details={"labels": unknown})
+        if cleaned != self.protected_labels or policies != self.review_policies:
+            self.trigger_event(self.ProtectedLabelsChanged, protected_labels=cleaned, review_policies=policies)
+
     def rename(self, name: str) -> None:
         name = clean_name(name, what="organisation name")
         if name != self.name:
@@ -196,3 +267,18 @@ class Organisation(AuditedAggregate):
     def _guard_owner_grant(by_role: Role, role: Role) -> None:
         if role == Role.OWNER and by_role != Role.OWNER:
             raise Forbidden("only owners may grant, change or remove the owner role", code="OWNER_ROLE_REQUIRED")
+
+
+def _clean_policy(label: str, policy: dict) -> dict:
+    if not isinstance(policy, dict) or set(policy) - {"approvals", "approver_roles"}:
+        raise Invalid(f"the policy of {label!r} is {{approvals, approver_roles}}", code="INVALID_REVIEW_POLICY",
+                      details={"label": label})
+    approvals = policy.get("approvals", 1)
+    if not isinstance(approvals, int) or isinstance(approvals, bool) or not 1 <= approvals <= MAX_APPROVALS:
+        raise Invalid(f"approvals must be 1..{MAX_APPROVALS}", code="INVALID_REVIEW_POLICY", details={"label": label})
+    roles = policy.get("approver_roles", DEFAULT_APPROVER_ROLES)
+    if not isinstance(roles, list) or not roles:
+        raise Invalid("approver_roles is a non-empty list of roles", code="INVALID_REVIEW_POLICY",
+                      details={"label": label})
+    parsed = sorted({parse_role(r).value for r in roles})
+    return {"approvals": approvals, "approver_roles": parsed}

@@ -1,15 +1,17 @@
 """Roles, permissions and plans: the single source of truth for who may do what.
 
-| role      | prompts:read | prompts:write | prompts:promote | members:manage | api_keys:manage | audit:read | org:manage |
-|-----------|:-:|:-:|:-:|:-:|:-:|:-:|:-:|
-| owner     | x | x | x | x | x | x | x |
-| admin     | x | x | x | x | x | x |   |
-| developer | x | x |   |   |   |   |   |
-| reviewer  | x |   | x |   |   | x |   |
-| viewer    | x |   |   |   |   |   |   |
+| role      | prompts:read | prompts:write | prompts:promote | prompts:review | members:manage | api_keys:manage | audit:read | org:manage |
+|-----------|:-:|:-:|:-:|:-:|:-:|:-:|:-:|:-:|
+| owner     | x | x | x | x | x | x | x | x |
+| admin     | x | x | x | x | x | x | x |   |
+| developer | x | x |   |   |   |   |   |   |
+| reviewer  | x |   | x | x |   |   | x |   |
+| viewer    | x |   |   |   |   |   |   |   |
 
-`org:manage` covers renaming the organisation and changing its plan. Only owners may grant,
-change or remove the owner role (admins manage everyone else).
+`org:manage` covers renaming the organisation, changing its plan and its protected labels.
+`prompts:promote` requests changes of protected labels (and moves `production` when it is not
+protected); `prompts:review` approves or rejects them. Only owners may grant, change or remove the
+owner role (admins manage everyone else).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Permission(str, Enum):
     PROMPTS_READ = "prompts:read"
     PROMPTS_WRITE = "prompts:write"
     PROMPTS_PROMOTE = "prompts:promote"
+    PROMPTS_REVIEW = "prompts:review"
     MEMBERS_MANAGE = "members:manage"
     API_KEYS_MANAGE = "api_keys:manage"
     AUDIT_READ = "audit:read"
@@ -42,12 +45,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
     Role.ADMIN: frozenset(Permission) - {P.ORG_MANAGE},
     Role.DEVELOPER: frozenset({P.PROMPTS_READ, P.PROMPTS_WRITE}),
-    Role.REVIEWER: frozenset({P.PROMPTS_READ, P.PROMPTS_PROMOTE, P.AUDIT_READ}),
+    Role.REVIEWER: frozenset({P.PROMPTS_READ, P.PROMPTS_PROMOTE, P.PROMPTS_REVIEW, P.AUDIT_READ}),
     Role.VIEWER: frozenset({P.PROMPTS_READ}),
 }
 
-#: Labels whose moves need `prompts:promote`; other labels need `prompts:write`.
-PROTECTED_LABELS = frozenset({"production"})
+#: Labels whose moves need `prompts:promote`; other labels need `prompts:write`. (Whether a label is
+#: *protected*, i.e. changed only through review, is each organisation's setting.)
+PROMOTE_LABELS = frozenset({"production"})
 
 
 def parse_role(value: str) -> Role:
@@ -73,7 +77,7 @@ def parse_permissions(values: list[str]) -> frozenset[Permission]:
 
 
 def label_permission(label: str) -> Permission:
-    return P.PROMPTS_PROMOTE if label in PROTECTED_LABELS else P.PROMPTS_WRITE
+    return P.PROMPTS_PROMOTE if label in PROMOTE_LABELS else P.PROMPTS_WRITE
 
 
 class Plan(str, Enum):

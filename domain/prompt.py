@@ -15,16 +15,24 @@ from eventsourcing.domain import Aggregate, event
 from domain.base import AuditedAggregate
 from domain.errors import Conflict, Invalid, NotFound
 from domain.ids import prompt_name_index_id
+from domain.splits import clean_split, primary
 from domain.template import FORMATS, check_text, clean_messages, clean_variables, includes_of, message_text
 from domain.template import names_of, variables_of
 from domain.values import (
-    AUTOMATIC_LABELS, clean_label, clean_message, clean_model_config, clean_prompt_name, clean_tags,
+    AUTOMATIC_LABELS, clean_label, clean_message, clean_model_config, clean_new_prompt_name, clean_tags,
     clean_template,
 )
 
 TYPES = ("text", "chat")
 #: What a version holds besides its number (the shape of `Prompt.versions` entries).
 CONTENT_FIELDS = ("type", "template", "messages", "template_format", "variables", "variable_schema")
+
+
+def _upcast_review(state: dict[str, Any]) -> None:
+    """Label events written before governance: direct moves."""
+    state.setdefault("review_id", "")
+    state.setdefault("requested_by", "")
+    state.setdefault("approved_by", [])
 
 
 def _upcast_content(state: dict[str, Any]) -> None:
@@ -64,6 +72,8 @@ class Prompt(AuditedAggregate):
             prompt.type = self.type
             prompt.versions = []
             prompt.labels = {}
+            #: Labels pointing at a traffic split: label -> [{version, weight}] (labels holds the primary).
+            prompt.splits = {}
             prompt.archived = False
             prompt.request_hash = self.request_hash
             #: Revisions made under an Idempotency-Key: token -> (version, request fingerprint).
@@ -100,18 +110,47 @@ class Prompt(AuditedAggregate):
         org_id: UUID
         label: str
         from_version: int | None
+        #: The version the label points at (a split's primary version).
         to_version: int
+        #: A traffic split (domain.splits) the label points at instead of one version, else None.
+        split: list[dict[str, int]] | None
+        #: The review request that approved the move ("" for a direct move), who requested it and
+        #: who approved it (label history shows them).
+        review_id: str
+        requested_by: str
+        approved_by: list[str]
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            _upcast_review(state)
+            state.setdefault("split", None)
 
         def apply(self, prompt: "Prompt") -> None:
             prompt.labels[self.label] = self.to_version
+            if self.split:
+                prompt.splits[self.label] = [dict(e) for e in self.split]
+            else:
+                prompt.splits.pop(self.label, None)
 
     class LabelRemoved(AuditedAggregate.Event):
         org_id: UUID
         label: str
         from_version: int
+        review_id: str
+        requested_by: str
+        approved_by: list[str]
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            _upcast_review(state)
 
         def apply(self, prompt: "Prompt") -> None:
             del prompt.labels[self.label]
+            prompt.splits.pop(self.label, None)
 
     class Archived(AuditedAggregate.Event):
         org_id: UUID
@@ -146,7 +185,7 @@ class Prompt(AuditedAggregate):
                           details={"allowed": list(TYPES)})
         content = _content(type, template, messages, variables, _format(template_format))
         return cls._create(
-            cls.Created, id=id, org_id=org_id, name=clean_prompt_name(name), model_config=clean_model_config(model_config),
+            cls.Created, id=id, org_id=org_id, name=clean_new_prompt_name(name), model_config=clean_model_config(model_config),
             tags=clean_tags(tags), message=clean_message(message), request_hash=request_hash, **content,
         )
 
@@ -228,18 +267,35 @@ class Prompt(AuditedAggregate):
         """Move the prompt to `name` (which may change its folder). Returns the cleaned new name, or
         None when it already has that exact name (no event)."""
         self._require_active()
-        new = clean_prompt_name(name)
+        new = clean_new_prompt_name(name)
         if new == self.name:
             return None
         self.trigger_event(self.Renamed, org_id=self.org_id, from_name=self.name, to_name=new)
         return new
 
-    def move_label(self, label: str, version: int, expected_version: int | None) -> bool:
-        """Point `label` at `version`. `expected_version` (0 = "label unset") is a compare-and-set.
-        Returns False when the label already points there (no event)."""
+    def label_target(self, label: str) -> dict[str, Any] | None:
+        """What a label points at now: {version, split} (split None for one version), or None."""
+        if label not in self.labels:
+            return None
+        return {"version": self.labels[label], "split": self.splits.get(label)}
+
+    def move_label(self, label: str, version: int | None, expected_version: int | None, *,
+                   split: list | None = None, review: dict[str, Any] | None = None) -> bool:
+        """Point `label` at `version`, or at a traffic `split` of versions. `expected_version` (0 =
+        "label unset") is a compare-and-set on the version the label points at now (a split's
+        primary one). `review` ({review_id, requested_by, approved_by}) records the approval a
+        protected label's move came through. Returns False when nothing changes (no event)."""
         self._require_active()
         label = clean_label(label)
-        self.get_version(version)
+        if (version is None) == (split is None):
+            raise Invalid("give a version or a split", code="INVALID_SPLIT")
+        if split is not None:
+            split = clean_split(split)
+            for entry in split:
+                self.get_version(entry["version"])
+            version = primary(split)
+        else:
+            self.get_version(version)
         current = self.labels.get(label)
         if expected_version is not None and (current or 0) != expected_version:
             raise Conflict(
@@ -247,13 +303,13 @@ class Prompt(AuditedAggregate):
                 code="LABEL_CONFLICT",
                 details={"label": label, "expected_version": expected_version, "current_version": current},
             )
-        if current == version:
+        if current == version and self.splits.get(label) == split:
             return False
         self.trigger_event(self.LabelMoved, org_id=self.org_id, label=label, from_version=current,
-                           to_version=version)
+                           to_version=version, split=split, **_review_fields(review))
         return True
 
-    def remove_label(self, label: str, expected_version: int | None) -> None:
+    def remove_label(self, label: str, expected_version: int | None, *, review: dict[str, Any] | None = None) -> None:
         self._require_active()
         label = clean_label(label)
         current = self.labels.get(label)
@@ -264,7 +320,8 @@ class Prompt(AuditedAggregate):
                 f"label {label!r} does not point at version {expected_version}", code="LABEL_CONFLICT",
                 details={"label": label, "expected_version": expected_version, "current_version": current},
             )
-        self.trigger_event(self.LabelRemoved, org_id=self.org_id, label=label, from_version=current)
+        self.trigger_event(self.LabelRemoved, org_id=self.org_id, label=label, from_version=current,
+                           **_review_fields(review))
 
     def archive(self) -> None:
         if self.archived:
@@ -288,6 +345,12 @@ class Prompt(AuditedAggregate):
             "variable_schema": [dict(v) for v in e.variable_schema] if e.variable_schema is not None else None,
             "model_config": dict(e.model_config), "tags": list(e.tags), "message": e.message, "author": e.actor,
         })
+
+
+def _review_fields(review: dict[str, Any] | None) -> dict[str, Any]:
+    review = review or {}
+    return {"review_id": review.get("review_id", ""), "requested_by": review.get("requested_by", ""),
+            "approved_by": list(review.get("approved_by", []))}
 
 
 def version_includes(version: dict[str, Any]):

@@ -55,10 +55,26 @@ def clean_name(name: str, *, what: str = "name", max_len: int = MAX_NAME) -> str
     return value
 
 
+#: Characters an include reference gives a meaning to (`{{> name@label}}`, `{{> name#3}}`): a new name
+#: may not contain them, so every name can be included unambiguously.
+INCLUDE_SYNTAX = "@#{}"
+
+
+def clean_new_prompt_name(name: str) -> str:
+    """A name for a new prompt (or a rename): `clean_prompt_name`'s rules, and none of `@ # { }`."""
+    value = clean_prompt_name(name)
+    bad = sorted({c for c in value if c in INCLUDE_SYNTAX})
+    if bad:
+        raise Invalid(f"names may not contain {' '.join(bad)} (they would be read as include syntax)",
+                      code="INVALID_NAME", details={"characters": bad})
+    return value
+
+
 def clean_prompt_name(name: str) -> str:
     """A prompt name is a path: folder segments and a final name separated by '/'
     (`support/billing/refund-reply`). Each segment is trimmed and non-empty, `.` and `..` are not
-    segments, no control characters anywhere, at most MAX_NAME characters in all."""
+    segments, no control characters anywhere, at most MAX_NAME characters in all. (Lookups use this;
+    new names also go through `clean_new_prompt_name`, names stored by older versions stay findable.)"""
     if not isinstance(name, str):
         raise Invalid("name must be a string", code="INVALID_NAME")
     value = unicodedata.normalize("NFC", name).strip()

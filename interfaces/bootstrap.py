@@ -26,6 +26,8 @@ from projections.catalogue import Catalogue, KeywordSearch
 from projections.db import create_schema, make_engine
 from projections.label_history import LabelHistory
 from projections.memberships import Memberships
+from projections.releases import Releases
+from projections.reviews import Reviews
 from projections.registry import RETIRED, SQL_PROJECTIONS
 from projections.search import SearchService
 from projections.sessions import Sessions
@@ -58,6 +60,8 @@ class Container:
     api_keys: ApiKeys
     audit: AuditLog
     sessions: Sessions
+    reviews: Reviews
+    releases: Releases
     supervisor: ProjectionSupervisor
     search: SearchService
     #: Prometheus metrics of this container (its own registry; interfaces.observability).
@@ -172,7 +176,8 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
                            observe=metrics.observe_search)
     container = Container(
         settings, app, engine, sql["catalogue"], sql["label_history"], sql["memberships"], sql["api_keys"],
-        sql["audit"], sql["sessions"], supervisor, search, metrics, vector_projection, vectors_error,
+        sql["audit"], sql["sessions"], sql["reviews"], sql["releases"], supervisor, search, metrics, vector_projection,
+        vectors_error,
     )
     metrics.add_collector(ProjectionCollector(supervisor.status))
     _wire_runners(container)

@@ -41,6 +41,9 @@ SAFE_DETAILS = frozenset({
     "name", "tags", "message", "version", "label", "from_version", "to_version", "user_id", "role", "old_role",
     "new_role", "plan", "prefix", "permissions", "reason", "prompt_id", "key_id", "owner_id", "generation",
     "from_name", "to_name", "type", "template_format", "issued_by",
+    "protected_labels", "review_policies", "kind", "moves", "requester", "approvals_required", "approver_roles",
+    "approver", "comment", "conflicts", "release_id", "review_id", "requested_by", "approved_by", "split",
+    "rollback_of", "rollback_release_id",
 })
 
 

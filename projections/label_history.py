@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String, Table
 
 from domain.prompt import Prompt
 from projections.base import AppendOnlyProjection
@@ -23,18 +23,26 @@ label_moves = Table(
     Column("to_version", Integer, nullable=True),
     Column("actor", String(80), nullable=False),
     Column("moved_at", DateTime(timezone=True), nullable=False),
+    Column("split", JSON, nullable=True),
+    #: The review request the move came through, who requested it, who approved it ('' / []: direct).
+    Column("review_id", String(36), nullable=False),
+    Column("requested_by", String(80), nullable=False),
+    Column("approved_by", JSON, nullable=False),
 )
 MAX_PAGE = 500
 
 
-def _move(env: Envelope, to_version: int | None) -> dict[str, Any]:
+def _move(env: Envelope, to_version: int | None, split: list | None) -> dict[str, Any]:
     e = env.event
     return dict(org_id=env.org_id, prompt_id=env.target_id, position=env.position, label=e.label,
-                from_version=e.from_version, to_version=to_version, actor=env.actor, moved_at=env.at)
+                from_version=e.from_version, to_version=to_version, actor=env.actor, moved_at=env.at, split=split,
+                review_id=e.review_id, requested_by=e.requested_by, approved_by=list(e.approved_by))
 
 
 class LabelHistory(AppendOnlyProjection):
     name = "label_history"
+    #: 2: splits and the review each move came through.
+    schema_version = 2
     table = label_moves
     tables = (label_moves,)
 
@@ -44,11 +52,22 @@ class LabelHistory(AppendOnlyProjection):
 
     @row.register
     def _(self, event: Prompt.LabelMoved, env: Envelope) -> dict[str, Any] | None:
-        return _move(env, event.to_version)
+        return _move(env, event.to_version, event.split)
 
     @row.register
     def _(self, event: Prompt.LabelRemoved, env: Envelope) -> dict[str, Any] | None:
-        return _move(env, None)
+        return _move(env, None, None)
+
+    def at(self, org_id: str, label: str, as_of) -> list[dict[str, Any]]:
+        """What `label` pointed at for every prompt of the org at `as_of`: each prompt's last move of
+        that label recorded by then (removals included, so a removed label is absent)."""
+        t = label_moves
+        rows = rows_of(t, org_id).where(t.c.label == label, t.c.moved_at <= as_of).order_by(t.c.prompt_id, t.c.position)
+        with self.engine.connect() as conn:
+            last: dict[str, dict[str, Any]] = {}
+            for row in conn.execute(rows):
+                last[row.prompt_id] = dict(row._mapping)
+        return [r for r in last.values() if r["to_version"] is not None]
 
     def list(self, org_id: str, prompt_id: str, label: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         t = label_moves

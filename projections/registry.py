@@ -6,9 +6,11 @@ from projections.audit import AuditLog
 from projections.catalogue import Catalogue
 from projections.label_history import LabelHistory
 from projections.memberships import Memberships
+from projections.releases import Releases
+from projections.reviews import Reviews
 from projections.sessions import Sessions
 from projections.vectors.projection import vector_docs  # noqa: F401  (registers the vector projection's table)
 
-SQL_PROJECTIONS = (Catalogue, LabelHistory, Memberships, ApiKeys, AuditLog, Sessions)
+SQL_PROJECTIONS = (Catalogue, LabelHistory, Memberships, ApiKeys, AuditLog, Sessions, Reviews, Releases)
 #: Projections that existed once and were folded into others: their bookkeeping is removed at start.
 RETIRED = ("versions",)

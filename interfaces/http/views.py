@@ -47,7 +47,7 @@ def prompt_row(row: dict[str, Any]) -> PromptOut:
     return PromptOut(
         id=row["prompt_id"], name=row["name"], folder=row["folder"], latest_version=row["latest_version"],
         **content(row), model_settings=row["model_config"], tags=row["tags"],
-        labels={**row["labels"], "latest": row["latest_version"]}, archived=row["archived"],
+        labels={**row["labels"], "latest": row["latest_version"]}, splits=row["splits"], archived=row["archived"],
         created_at=row["created_at"], updated_at=row["updated_at"],
     )
 
@@ -57,15 +57,15 @@ def prompt_aggregate(prompt: Prompt, as_of: datetime | None = None) -> PromptOut
     return PromptOut(
         id=str(prompt.id), name=prompt.name, folder=folder_of(prompt.name), latest_version=prompt.latest_version,
         **content(latest), model_settings=dict(latest["model_config"]), tags=list(latest["tags"]),
-        labels={**prompt.labels, "latest": prompt.latest_version}, archived=prompt.archived,
-        created_at=prompt.created_on, updated_at=prompt.modified_on, as_of=as_of,
+        labels={**prompt.labels, "latest": prompt.latest_version}, splits=dict(getattr(prompt, "splits", {})),
+        archived=prompt.archived, created_at=prompt.created_on, updated_at=prompt.modified_on, as_of=as_of,
     )
 
 
 def summary_row(row: dict[str, Any]) -> PromptSummary:
     return PromptSummary(
         id=row["prompt_id"], name=row["name"], latest_version=row["latest_version"], tags=row["tags"],
-        labels={**row["labels"], "latest": row["latest_version"]}, archived=row["archived"],
+        labels={**row["labels"], "latest": row["latest_version"]}, splits=row["splits"], archived=row["archived"],
         created_at=row["created_at"], updated_at=row["updated_at"])
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import Connection, Integer, and_, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Integer, and_, delete, exists, func, insert, literal, null, or_, select, update
 
 from domain.composition import Lookup, Resolution, Target, has_includes, resolve
 from domain.errors import Invalid
@@ -56,8 +56,8 @@ def _search_text(e: Prompt.Created | Prompt.Revised, type_: str) -> str:
 class Catalogue(Projection):
     name = "catalogue"
     #: 2: holds every version (was the separate `versions` read model). 3: prompt model v2 (types,
-    #: messages, template formats, variable schemas, folders, aliases, dependencies).
-    schema_version = 3
+    #: messages, template formats, variable schemas, folders, aliases, dependencies). 4: splits.
+    schema_version = 4
     tables = (prompts, prompt_tags, prompt_labels, prompt_versions, prompt_aliases, prompt_dependencies)
 
     # -- folding ----------------------------------------------------------------------------
@@ -70,7 +70,7 @@ class Catalogue(Projection):
         conn.execute(insert(prompts).values(
             org_id=env.org_id, prompt_id=env.target_id, name=event.name, name_key=event.name.casefold(),
             latest_version=1, **{**_content(event, event.type), "template": _search_text(event, event.type)},
-            model_config=json_safe(event.model_config), tags=list(event.tags), labels={}, archived=False,
+            model_config=json_safe(event.model_config), tags=list(event.tags), labels={}, splits={}, archived=False,
             folder=folder_of(event.name), created_at=env.at, created_by=env.actor, updated_at=env.at,
             updated_by=env.actor, position=env.position,
         ))
@@ -98,13 +98,13 @@ class Catalogue(Projection):
     def _(self, event: Prompt.LabelMoved, env: Envelope, conn: Connection) -> None:
         conn.execute(delete(prompt_labels).where(*self._labels_of(env), prompt_labels.c.label == event.label))
         conn.execute(insert(prompt_labels).values(org_id=env.org_id, prompt_id=env.target_id, label=event.label,
-                                                  version=event.to_version))
-        self._touch(conn, env, labels=self._labels(conn, env))
+                                                  version=event.to_version, split=json_safe(event.split)))
+        self._touch(conn, env, **self._labels(conn, env))
 
     @when.register
     def _(self, event: Prompt.LabelRemoved, env: Envelope, conn: Connection) -> None:
         conn.execute(delete(prompt_labels).where(*self._labels_of(env), prompt_labels.c.label == event.label))
-        self._touch(conn, env, labels=self._labels(conn, env))
+        self._touch(conn, env, **self._labels(conn, env))
 
     @when.register
     def _(self, event: Prompt.Archived, env: Envelope, conn: Connection) -> None:
@@ -155,9 +155,11 @@ class Catalogue(Projection):
     def _labels_of(env: Envelope):
         return (prompt_labels.c.org_id == env.org_id, prompt_labels.c.prompt_id == env.target_id)
 
-    def _labels(self, conn: Connection, env: Envelope) -> dict[str, int]:
-        rows = conn.execute(select(prompt_labels.c.label, prompt_labels.c.version).where(*self._labels_of(env)))
-        return {r.label: r.version for r in sorted(rows)}
+    def _labels(self, conn: Connection, env: Envelope) -> dict[str, Any]:
+        """The prompt row's `labels` (label -> version) and `splits` (label -> split) columns."""
+        rows = sorted(conn.execute(select(prompt_labels.c.label, prompt_labels.c.version, prompt_labels.c.split)
+                                   .where(*self._labels_of(env))), key=lambda r: r.label)
+        return {"labels": {r.label: r.version for r in rows}, "splits": {r.label: r.split for r in rows if r.split}}
 
     @staticmethod
     def _touch(conn: Connection, env: Envelope, **values: Any) -> None:
@@ -192,8 +194,9 @@ class Catalogue(Projection):
             target = p.c.latest_version
         else:
             target = lb.c.version
+        split = lb.c.split if target is lb.c.version else null()
         query = rows_of(al, org_id, p.c.prompt_id, p.c.name, p.c.latest_version, p.c.archived, target.label("resolved"),
-                        pv.c.type, pv.c.template, pv.c.messages, pv.c.template_format, pv.c.variables,
+                        split.label("split"), pv.c.type, pv.c.template, pv.c.messages, pv.c.template_format, pv.c.variables,
                         pv.c.variable_schema, pv.c.model_config, pv.c.tags).select_from(al)
         query = query.join(p, and_(p.c.org_id == al.c.org_id, p.c.prompt_id == al.c.prompt_id))
         if target is lb.c.version:

@@ -22,6 +22,8 @@ prompts = Table(
     Column("model_config", JSON, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("labels", JSON, nullable=False),
+    #: Labels pointing at a traffic split: label -> [{version, weight}] (`labels` holds the primary).
+    Column("splits", JSON, nullable=False),
     #: The folder path of the name ('' at the top level).
     Column("folder", String(200), nullable=False),
     Column("archived", Boolean, nullable=False),
@@ -49,6 +51,7 @@ prompt_labels = Table(
     Column("prompt_id", String(36), primary_key=True),
     Column("label", String(64), primary_key=True),
     Column("version", Integer, nullable=False),
+    Column("split", JSON, nullable=True),
     Index("ix_rm_prompt_labels_org_label", "org_id", "label"),
 )
 #: Every immutable version: the by-name fetch, version history and diffs read it, in the same

@@ -68,7 +68,9 @@ def module_api(request) -> Iterator[Api]:
     """An Api shared by one module's tests on one backend (its own schema / files)."""
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pf-e2e-")))
-        base = {"data_dir": tmp, "inprocess_projections": True, "env": "test", "vectors_enabled": False}
+        # Module-wide worlds send thousands of requests as a few users: limits are tested elsewhere.
+        base = {"data_dir": tmp, "inprocess_projections": True, "env": "test", "vectors_enabled": False,
+                "rate_limit_per_minute": 1_000_000}
         if request.param == "sqlite":
             base.update(event_store_url=f"sqlite:///{tmp}/events.db", read_model_url=f"sqlite:///{tmp}/rm.db")
         else:

@@ -116,10 +116,16 @@ class Api:
         return User(email, t["user_id"], t["access_token"], t["refresh_token"], t["session_id"])
 
     # -- organisations -------------------------------------------------------------------------
-    def org(self, owner: User, name: str = "Acme") -> str:
+    def org(self, owner: User, name: str = "Acme", *, protected: bool = False) -> str:
+        """A new organisation. Most tests move `production` directly, so it is unprotected unless
+        `protected` (governance tests: `production` is protected by default, as in the product)."""
         r = self.post("/v1/orgs", json={"name": name}, headers=owner.h)
         assert r.status_code == 201, r.text
-        return r.json()["id"]
+        org_id = r.json()["id"]
+        if not protected:
+            r = self.patch(f"/v1/orgs/{org_id}", json={"protected_labels": []}, headers=owner.h)
+            assert r.status_code == 200, r.text
+        return org_id
 
     def add(self, by: User, org_id: str, user: User, role: str) -> None:
         r = self.post(f"/v1/orgs/{org_id}/members", json={"email": user.email, "role": role}, headers=by.h)

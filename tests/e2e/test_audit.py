@@ -39,7 +39,7 @@ def test_audit_filters_and_pagination(api):
     recent = page(since=middle.isoformat())["items"]
     assert "organisation.created" not in {e["action"] for e in recent} and len(recent) >= 3
     older = page(until=middle.isoformat())["items"]
-    assert {e["action"] for e in older} <= {"organisation.created", "organisation.member_added"}
+    assert {e["action"] for e in older} <= {"organisation.created", "organisation.protected_labels_changed", "organisation.member_added"}
     walked, cursor = [], None
     while True:
         data = page(limit=2, **({"cursor": cursor} if cursor else {}))

@@ -40,7 +40,7 @@ from tests.e2e.support import Api, Key, User, assert_error
 
 ROLES = ("owner", "admin", "developer", "reviewer", "viewer")
 CALLERS = (*ROLES, "api_key")
-ALL_PERMISSIONS = ["prompts:read", "prompts:write", "prompts:promote", "members:manage", "api_keys:manage",
+ALL_PERMISSIONS = ["prompts:read", "prompts:write", "prompts:promote", "prompts:review", "members:manage", "api_keys:manage",
                    "audit:read", "org:manage"]
 AS_OF = "2100-01-01T00:00:00Z"
 IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
@@ -49,10 +49,13 @@ IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
 
 #: Path parameters naming one organisation's things, filled by name from the world: our org's, the
 #: foreign org's, or ids that exist nowhere. All but `org_id` are the subject of property 2.
-ID_PARAMS = ("org_id", "prompt_id", "key_id", "user_id", "name")
+ID_PARAMS = ("org_id", "prompt_id", "key_id", "user_id", "name", "review_id", "release_id")
 FOREIGN_ID_PARAMS = tuple(p for p in ID_PARAMS if p != "org_id")
 #: Path parameters that name nothing of a tenant's own: each value is one more case.
 CONSTANT_PARAMS: dict[str, tuple[str, ...]] = {"number": ("1",), "label": ("staging", "production")}
+
+#: A protected label in both orgs of the world (and the scratch orgs): review requests are about it.
+GUARDED = "guarded"
 
 #: (method, path template) -> minimal valid bodies (one case each). Valid means the request succeeds
 #: on the caller's own org and its own ids (checked by the positive control below). A string that is
@@ -68,6 +71,13 @@ BODIES: dict[tuple[str, str], list[dict[str, Any]]] = {
                                                                   {"variables": {"x": "1"}, "label": "production"}],
     ("POST", "/v1/orgs/{org_id}/prompts/{prompt_id}/versions"): [{"base_version": 1, "template": "x"}],
     ("POST", "/v1/orgs/{org_id}/prompts/{prompt_id}/rename"): [{"name": "moved/elsewhere"}],
+    ("POST", "/v1/orgs/{org_id}/review-requests"): [
+        {"prompt_id": "{prompt_id}", "label": GUARDED, "version": 1, "expected_version": 0, "reason": "r"}],
+    ("POST", "/v1/orgs/{org_id}/review-requests/{review_id}/approve"): [{"comment": "ok"}],
+    ("POST", "/v1/orgs/{org_id}/review-requests/{review_id}/reject"): [{"comment": "no"}],
+    ("POST", "/v1/orgs/{org_id}/releases"): [
+        {"label": "canary", "moves": [{"prompt_id": "{prompt_id}", "version": 1, "expected_version": 1}]}],
+    ("POST", "/v1/orgs/{org_id}/releases/{release_id}/rollback"): [{"reason": "undo"}],
     ("PUT", "/v1/orgs/{org_id}/prompts/{prompt_id}/labels/{label}"): [{"version": 1}],
     ("POST", "/v1/orgs/{org_id}/prompts/search"): [
         {"query": "foreign secret prompt template"},
@@ -103,7 +113,23 @@ POSITIVE_CONTROL_ALSO = {
     # The e2e world runs without a vector index (vectors_enabled=False): the route is reached and
     # authorised, then says so.
     ("GET", "/v1/orgs/{org_id}/prompts/{prompt_id}/similar"): {(503, "SEARCH_UNAVAILABLE")},
+    # Reached and authorised; only the requester (the scratch org's member) may withdraw.
+    ("POST", "/v1/orgs/{org_id}/review-requests/{review_id}/withdraw"): {(403, "NOT_THE_REQUESTER")},
 }
+
+
+def _governance(api: Api, owner: User, requester: User, org: str, pid: str) -> tuple[str, str]:
+    """A protected label with an open review request (by `requester`) and a release (on `canary`)."""
+    r = api.patch(f"/v1/orgs/{org}", json={"protected_labels": [GUARDED]}, headers=owner.h)
+    assert r.status_code == 200, r.text
+    r = api.post(f"/v1/orgs/{org}/review-requests", headers=requester.h, json={
+        "prompt_id": pid, "label": GUARDED, "version": 1, "expected_version": 0, "reason": "foreign reason"})
+    assert r.status_code == 201, r.text
+    review = r.json()["id"]
+    r = api.post(f"/v1/orgs/{org}/releases", headers=owner.h, json={
+        "label": "canary", "moves": [{"prompt_id": pid, "version": 1, "expected_version": 0}]})
+    assert r.status_code == 201, r.text
+    return review, r.json()["release_id"]
 
 
 # -- deriving the matrix from the app's routes ----------------------------------------------------
@@ -304,6 +330,7 @@ def world(module_api) -> World:
         api.add(owner, ours, callers[role], role)
     callers["api_key"] = api.key(owner, ours, ALL_PERMISSIONS, name="all-permissions")
     api.prompt(owner, ours, "our-prompt", "ours {{x}}")
+    assert api.patch(f"/v1/orgs/{ours}", json={"protected_labels": [GUARDED]}, headers=owner.h).status_code == 200
 
     foreign_owner = api.user("foreign-owner")
     theirs = api.org(foreign_owner, "Foreign Secret Org")
@@ -314,13 +341,14 @@ def world(module_api) -> World:
     for label in ("staging", "production"):
         assert api.label(foreign_owner, theirs, pid, label, 1).status_code == 200
     key = api.key(foreign_owner, theirs, ["prompts:read"], name="foreign-key-name")
+    review, release = _governance(api, foreign_owner, foreign_owner, theirs, pid)
     newcomer = api.user("newcomer")
     ids = {"org_id": theirs, "prompt_id": pid, "key_id": key.id, "user_id": foreign_member.user_id,
-           "name": "foreign-secret-prompt"}
+           "name": "foreign-secret-prompt", "review_id": review, "release_id": release}
     listed = api.q(f"/v1/orgs/{theirs}/api-keys", foreign_owner).json()["items"]
     prefix = next(k["prefix"] for k in listed if k["id"] == key.id)
     assert len(prefix) > len("pfk_") + 4, prefix  # specific enough to be a secret
-    secrets = [theirs, pid, key.id, prefix, foreign_member.user_id, foreign_owner.user_id, "Foreign Secret Org",
+    secrets = [theirs, pid, key.id, prefix, review, release, "foreign reason", foreign_member.user_id, foreign_owner.user_id, "Foreign Secret Org",
                "foreign-secret-prompt", "FOREIGN TEMPLATE TEXT", "foreigntag", "foreign-key-name", key.raw,
                foreign_member.email, foreign_owner.email]
     before = {"ours": _snapshot(api, owner, ours), "theirs": _snapshot(api, foreign_owner, theirs)}
@@ -329,7 +357,8 @@ def world(module_api) -> World:
 
 def _nowhere() -> dict[str, str]:
     return {"org_id": str(uuid.uuid4()), "prompt_id": str(uuid.uuid4()), "key_id": str(uuid.uuid4()),
-            "user_id": str(uuid.uuid4()), "name": "no-such-prompt-anywhere"}
+            "user_id": str(uuid.uuid4()), "name": "no-such-prompt-anywhere", "review_id": str(uuid.uuid4()),
+            "release_id": str(uuid.uuid4())}
 
 
 def _send(api: Api, headers: dict[str, str], case: Case, values: dict[str, str]):
@@ -489,16 +518,17 @@ def scratch_people(module_api) -> dict[str, User]:
 def _scratch_org(api: Api, owner: User, member: User, case: Case, newcomer: str | None = None) -> dict[str, str]:
     """A fresh org of `owner` shaped like the foreign one, ready for `case`: the values to fill it with."""
     org = api.org(owner, "Scratch Org")
-    api.add(owner, org, member, "developer")
+    api.add(owner, org, member, "reviewer")
     pid = api.prompt(owner, org, "scratch-prompt", "scratch {{x}}", tags=["foreigntag"])
     for label in ("staging", "production"):
         assert api.label(owner, org, pid, label, 1).status_code == 200
     key = api.key(owner, org, ["prompts:read"], name="scratch-key")
+    review, release = _governance(api, owner, member, org, pid)  # the member requests: the owner may approve
     if newcomer is None:
         newcomer = f"scratch-newcomer-{uuid.uuid4().hex}@example.com"
         api.register(newcomer)  # registered, never logged in
     values = {"org_id": org, "prompt_id": pid, "key_id": key.id, "user_id": member.user_id,
-              "name": "scratch-prompt", "newcomer": newcomer}
+              "name": "scratch-prompt", "newcomer": newcomer, "review_id": review, "release_id": release}
     for method, path, body in POSITIVE_CONTROL_SETUP.get(case.route.key, []):
         step = Case(OrgRoute(method, path, tuple(_PATH_PARAM.findall(path)), body is not None, ()), {}, {}, body)
         r = _send(api, owner.h, step, values)
@@ -554,7 +584,8 @@ def test_the_world_is_real(world):
     assert {m["user_id"] for m in theirs["members"]["items"]} == {world.foreign_owner.user_id,
                                                                    world.foreign_ids["user_id"]}
     assert [k["id"] for k in theirs["keys"]["items"]] == [world.foreign_ids["key_id"]]
-    assert theirs[world.foreign_ids["prompt_id"]][0]["labels"] == {"staging": 1, "production": 1, "latest": 1}
+    assert theirs[world.foreign_ids["prompt_id"]][0]["labels"] == {"staging": 1, "production": 1, "canary": 1,
+                                                                    "latest": 1}
 
 
 def test_the_world_is_unchanged(world):

@@ -60,8 +60,14 @@ def target(module_api) -> Target:
     pid = api.prompt(owner, org, "fuzzed", "Hi {{x}}")
     key = api.key(owner, org, ["prompts:read"])
     api.container.supervisor.wait_for(api.position, 10)
+    api.patch(f"/v1/orgs/{org}", json={"protected_labels": ["guarded"]}, headers=owner.h)
+    review = api.post(f"/v1/orgs/{org}/review-requests", headers=owner.h, json={
+        "prompt_id": pid, "label": "guarded", "version": 1, "expected_version": 0}).json()["id"]
+    release = api.post(f"/v1/orgs/{org}/releases", headers=owner.h, json={
+        "label": "canary", "moves": [{"prompt_id": pid, "version": 1, "expected_version": 0}]}).json()["release_id"]
+    api.container.supervisor.wait_for(api.container.app.head_position(), 10)
     values = {"org_id": org, "prompt_id": pid, "key_id": key.id, "user_id": owner.user_id, "name": "fuzzed",
-              "label": "staging", "number": "1"}
+              "label": "staging", "number": "1", "review_id": review, "release_id": release}
     routes = []
     body_fields: dict[tuple[str, str], list[str]] = {}
     for route in (r for router in ROUTERS for r in router.routes):
@@ -140,8 +146,12 @@ def test_huge_bodies_are_413_without_reading_them(target):
 
 
 def test_unicode_edge_cases_in_every_string_field(target):
-    """Valid-but-odd text may be accepted (2xx); anything unstorable must be a clean 4xx."""
+    """Valid-but-odd text may be accepted (2xx); anything unstorable must be a clean 4xx. (Renaming the
+    module's prompt to odd names would change what the other fuzz tests address: a rename's name goes
+    through the same rule as a create's, fuzzed here.)"""
     for method, path in _body_routes(target):
+        if path.endswith("/rename"):
+            continue
         url = _url(target, path)
         fields = target.body_fields[(method, path)]
         for text in UNICODE:
@@ -166,8 +176,10 @@ def test_path_injection_in_every_path_parameter(target):
             for bad in PATH_INJECTIONS:
                 url = _url(target, path, {param: bad})
                 r = _send(target, method, url, body)
-                # the client resolves dot segments itself: then a legitimate route may answer 2xx
-                _check(r, expect_4xx=r.request.url.raw_path.decode() == url)
+                # the client resolves dot segments itself: then a legitimate route may answer 2xx; and
+                # any label name is a fine question for the org-wide label snapshot (empty answer)
+                _check(r, expect_4xx=r.request.url.raw_path.decode() == url and not (
+                    method == "GET" and param == "label"))
                 assert "Fuzz Org" not in r.text or param != "org_id"
 
 

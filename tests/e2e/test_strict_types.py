@@ -40,8 +40,10 @@ def setup(api):
 
 def test_label_version_and_expected_version_take_only_json_integers(api, setup):
     org, owner, pid = setup
-    for bad in NOT_INTS:
+    for bad in NOT_INTS[:-1]:  # null: "no version" (a split instead), refused as the body's shape below
         _refused(api.put(url(org, pid, "labels", "staging"), json={"version": bad}, headers=owner.h), "version")
+    assert_error(api.put(url(org, pid, "labels", "staging"), json={"version": None}, headers=owner.h), 422,
+                 "VALIDATION_ERROR")
     for bad in NOT_INTS[:-1]:  # expected_version may be null
         _refused(api.put(url(org, pid, "labels", "staging"), json={"version": 1, "expected_version": bad},
                          headers=owner.h), "expected_version")

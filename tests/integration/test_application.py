@@ -16,6 +16,7 @@ def world(container):
              for n in ("owner", "dev", "rev", "viewer", "outsider")}
     owner = Principal.user(users["owner"])
     org = app.create_organisation(owner, "Acme", "r").id
+    app.update_organisation(owner, org, "r", protected_labels=[])  # moves `production` directly
     for name, role in (("dev", "developer"), ("rev", "reviewer"), ("viewer", "viewer")):
         app.add_member(owner, org, role, "r", user_id=users[name])
     other = app.create_organisation(Principal.user(users["outsider"]), "Other", "r").id

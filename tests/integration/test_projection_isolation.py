@@ -5,6 +5,7 @@ converges, and SQLite reads never wait for a writer. On both backends."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from functools import singledispatchmethod
 
@@ -24,7 +25,9 @@ from tests.support.tables import dump
 def _owner(app, email="iso@example.com"):
     user_id, _ = app.register_user(email, "correct horse battery", "I", "r")
     owner = Principal.user(user_id)
-    return owner, app.create_organisation(owner, "Iso", "r").id
+    org = app.create_organisation(owner, "Iso", "r").id
+    app.update_organisation(owner, org, "r", protected_labels=[])  # these tests move `production` directly
+    return owner, org
 
 
 def test_by_name_fetch_is_answered_by_the_catalogue_alone(container):
@@ -180,8 +183,9 @@ def test_rebuild_under_concurrent_catch_up_converges(container):
 
 def test_label_history_is_filtered_by_org_at_the_source(container):
     """The query's org filter was masked by the route's existence check: removing it broke no test."""
+    moved_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     rows = [dict(org_id=org, prompt_id="p-1", position=pos, label="production", from_version=None, to_version=1,
-                 actor="user:x", moved_at=__import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").timezone.utc))
+                 actor="user:x", moved_at=moved_at, review_id="", requested_by="", approved_by=[])
             for org, pos in (("org-a", 1), ("org-b", 2))]
     with write(container.engine) as conn:
         conn.execute(insert(label_moves), rows)

@@ -17,7 +17,9 @@ def search_container(make_settings):
 def _org(app, email):
     user_id, _ = app.register_user(email, "correct horse battery", "u", "r")
     owner = Principal.user(user_id)
-    return owner, app.create_organisation(owner, email, "r").id
+    org = app.create_organisation(owner, email, "r").id
+    app.update_organisation(owner, org, "r", protected_labels=[])
+    return owner, org
 
 
 def _load(app, owner, org, rows):

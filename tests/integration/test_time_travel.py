@@ -36,7 +36,9 @@ def clock(monkeypatch):
 def _setup(app):
     user_id, _ = app.register_user("tt@example.com", "correct horse battery", "T", "r")
     owner = Principal.user(user_id)
-    return owner, app.create_organisation(owner, "TT", "r").id
+    org = app.create_organisation(owner, "TT", "r").id
+    app.update_organisation(owner, org, "r", protected_labels=[])
+    return owner, org
 
 
 def test_a_clock_stepping_back_does_not_break_time_travel(container, clock):

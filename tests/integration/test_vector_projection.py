@@ -16,7 +16,9 @@ ROWS = load_corpus()[:12]
 def _org(app, email="vec@example.com"):
     user_id, _ = app.register_user(email, "correct horse battery", "V", "r")
     owner = Principal.user(user_id)
-    return owner, app.create_organisation(owner, "Vec", "r").id
+    org = app.create_organisation(owner, "Vec", "r").id
+    app.update_organisation(owner, org, "r", protected_labels=[])
+    return owner, org
 
 
 def _load(app, owner, org, rows):

@@ -18,7 +18,7 @@ def granted(role: str) -> set[str]:
 
 
 def test_permission_catalogue():
-    assert ALL == {"prompts:read", "prompts:write", "prompts:promote", "members:manage", "api_keys:manage",
+    assert ALL == {"prompts:read", "prompts:write", "prompts:promote", "prompts:review", "members:manage", "api_keys:manage",
                    "audit:read", "org:manage"}
 
 
@@ -39,8 +39,14 @@ def test_developer_reads_and_writes():
     assert granted("developer") == {"prompts:read", "prompts:write"}
 
 
-def test_reviewer_reads_promotes_and_audits():
-    assert granted("reviewer") == {"prompts:read", "prompts:promote", "audit:read"}
+def test_reviewer_reads_promotes_reviews_and_audits():
+    """The reviewer gains exactly prompts:review (governance): approving or rejecting review requests."""
+    assert granted("reviewer") == {"prompts:read", "prompts:promote", "prompts:review", "audit:read"}
+
+
+def test_only_reviewers_admins_and_owners_review():
+    assert {r for r in ("owner", "admin", "developer", "reviewer", "viewer") if "prompts:review" in granted(r)} == {
+        "owner", "admin", "reviewer"}
 
 
 def test_viewer_only_reads():

@@ -247,6 +247,7 @@ def test_move_unset_label_emits_label_moved_from_none():
     assert then(prompt) == [("LabelMoved", {
         "org_id": ORG_ID, "label": "production", "from_version": None, "to_version": 1, "actor": ACTOR,
         "request_id": REQUEST,
+        "review_id": "", "requested_by": "", "approved_by": [], "split": None,
     })]
     assert prompt.labels == {"production": 1}
 
@@ -260,6 +261,7 @@ def test_move_set_label_emits_from_and_to():
 
     assert then(prompt) == [("LabelMoved", {
         "org_id": ORG_ID, "label": "staging", "from_version": 1, "to_version": 3, "actor": ACTOR, "request_id": REQUEST,
+        "review_id": "", "requested_by": "", "approved_by": [], "split": None,
     })]
 
 
@@ -343,6 +345,7 @@ def test_remove_label_emits_label_removed():
 
     assert then(prompt) == [("LabelRemoved", {
         "org_id": ORG_ID, "label": "staging", "from_version": 2, "actor": ACTOR, "request_id": REQUEST,
+        "review_id": "", "requested_by": "", "approved_by": [],
     })]
     assert prompt.labels == {}
 

@@ -27,20 +27,25 @@ def label_history(scope: ReadScope, _: fresh("catalogue", "label_history"), prom
     require_prompt(container, scope.org_id, pid)
     rows = container.label_history.list(str(scope.org_id), str(pid), label=label.strip().lower() if label else None,
                                         limit=limit)
-    return LabelHistory(items=[LabelMoveOut(**{k: r[k] for k in LabelMoveOut.model_fields}) for r in rows])
+    return LabelHistory(items=[LabelMoveOut(**{k: (r[k] or None) if k in ("review_id", "requested_by") else r[k]
+                                               for k in LabelMoveOut.model_fields}) for r in rows])
 
 
 @router.put("/{label}", response_model=LabelOut, summary="Point a label at a version (compare-and-set)")
 def move_label(scope: MemberScope, prompt_id: str, label: str, body: LabelMove, response: Response,
                container: ContainerDep, rid: RequestId) -> LabelOut:
     """`expected_version` (0 = unset) guards against concurrent moves: mismatch is 409 `LABEL_CONFLICT`.
-    Moving a label to where it already points changes nothing (position = current head)."""
+    Moving a label to where it already points changes nothing (position = current head). A protected
+    label (an organisation setting, `production` by default) is refused with 409 `LABEL_PROTECTED`:
+    request its change at `POST /v1/orgs/{org_id}/review-requests`."""
     pid = prompt_id_of(prompt_id)
+    split = [e.model_dump() for e in body.split] if body.split is not None else None
     result = container.app.move_label(scope.principal, scope.org_id, pid, label, body.version, rid,
-                                      expected_version=body.expected_version)
+                                      expected_version=body.expected_version, split=split)
     position = result.position or container.app.head_position()
     command_headers(response, position)
-    return LabelOut(prompt_id=str(pid), label=clean_label(label), version=body.version, position=position)
+    return LabelOut(prompt_id=str(pid), label=clean_label(label), version=result.version, split=split,
+                    position=position)
 
 
 @router.delete("/{label}", response_model=LabelOut, summary="Remove a label")

@@ -28,6 +28,8 @@ def org_view(grant: Grant) -> OrgOut:
         id=str(org.id), name=org.name, plan=org.plan, role=role, permissions=permissions,
         limits=PlanLimitsOut(members=limits.members, prompts=limits.prompts, api_keys=limits.api_keys),
         usage=PlanLimitsOut(members=len(org.members), prompts=org.prompt_count, api_keys=org.active_api_keys),
+        protected_labels=list(org.protected_labels),
+        review_policies={label: org.review_policy(label) for label in org.protected_labels},
     )
 
 
@@ -60,12 +62,15 @@ def get_org(org_id: str, caller: CallerDep, container: ContainerDep) -> OrgOut:
     return org_view(container.app.grant(caller.principal, org, Permission.PROMPTS_READ))
 
 
-@router.patch("/{org_id}", response_model=OrgUpdated, summary="Rename and/or change plan (org:manage)")
+@router.patch("/{org_id}", response_model=OrgUpdated, summary="Rename, change plan or protected labels (org:manage)")
 def update_org(scope: MemberScope, body: OrgPatch, response: Response, container: ContainerDep,
                rid: RequestId) -> OrgUpdated:
-    if body.name is None and body.plan is None:
-        raise ApiError(422, "EMPTY_PATCH", "give at least one of name or plan")
-    result = container.app.update_organisation(scope.principal, scope.org_id, rid, name=body.name, plan=body.plan)
+    if body.name is None and body.plan is None and body.protected_labels is None and body.review_policies is None:
+        raise ApiError(422, "EMPTY_PATCH", "give at least one of name, plan, protected_labels, review_policies")
+    policies = ({k: v.model_dump() for k, v in body.review_policies.items()}
+                if body.review_policies is not None else None)
+    result = container.app.update_organisation(scope.principal, scope.org_id, rid, name=body.name, plan=body.plan,
+                                               protected_labels=body.protected_labels, review_policies=policies)
     position = result.position or container.app.head_position()
     command_headers(response, position)
     return OrgUpdated(id=str(scope.org_id), position=position)

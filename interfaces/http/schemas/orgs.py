@@ -1,9 +1,10 @@
 """Organisations, members and API keys."""
 from __future__ import annotations
 
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
 from interfaces.http.schemas.common import Instant, RequestModel, ResponseModel
 
@@ -15,12 +16,25 @@ class OrgCreate(RequestModel):
     name: str = Field(max_length=200)
 
 
-class OrgPatch(RequestModel):
-    """Both need `org:manage` (owners). Applied atomically."""
+class ReviewPolicy(RequestModel):
+    approvals: StrictInt = Field(1, ge=1, le=5, description="Approvals a change needs (each by another person).")
+    approver_roles: list[str] = Field(default_factory=lambda: ["owner", "admin", "reviewer"], max_length=5)
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"plan": "PRO"}, {"name": "Acme Inc."}]})
+
+class OrgPatch(RequestModel):
+    """All need `org:manage` (owners). Applied atomically, and audited."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"plan": "PRO"}, {"name": "Acme Inc."},
+        {"protected_labels": ["production", "eu-production"],
+         "review_policies": {"production": {"approvals": 2, "approver_roles": ["owner", "admin"]}}}]})
     name: str | None = Field(None, max_length=200)
     plan: str | None = Field(None, max_length=16, description="FREE | PRO")
+    protected_labels: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(None, max_length=20, description=(
+        "Labels nobody moves directly: their changes go through review requests (default: production)."))
+    review_policies: dict[str, ReviewPolicy] | None = Field(None, description=(
+        "Per protected label: approvals required and the roles that may approve (left out: 1 approval by an "
+        "owner, admin or reviewer)."))
 
 
 class PlanLimitsOut(ResponseModel):
@@ -37,6 +51,9 @@ class OrgOut(ResponseModel):
     permissions: list[str]
     limits: PlanLimitsOut
     usage: PlanLimitsOut
+    protected_labels: list[str] = Field(default_factory=list)
+    review_policies: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
+        "Every protected label's policy: {approvals, approver_roles}."))
 
 
 class OrgCreated(ResponseModel):

@@ -103,6 +103,7 @@ class PromptSummary(ResponseModel):
     latest_version: int
     tags: list[str]
     labels: dict[str, int]
+    splits: dict[str, list[dict[str, int]]] = Field(default_factory=dict)
     archived: bool
     created_at: Instant
     updated_at: Instant
@@ -127,6 +128,8 @@ class PromptOut(ResponseModel):
     model_settings: dict[str, Any] = Field(alias="model_config", serialization_alias="model_config")
     tags: list[str]
     labels: dict[str, int] = Field(description="Label -> version, including the automatic `latest`.")
+    splits: dict[str, list[dict[str, int]]] = Field(default_factory=dict, description=(
+        "Labels pointing at a traffic split: label -> [{version, weight}] (`labels` shows the primary)."))
     archived: bool
     created_at: Instant
     updated_at: Instant
@@ -147,6 +150,8 @@ class FetchOut(ResponseModel):
     variables: list[str] = Field(description="Every variable the composed content uses.")
     variable_schema: list[VariableOut] | None = None
     resolved: bool = Field(True, description="Whether includes were resolved (`resolve=false` returns the raw content).")
+    split: list[dict[str, int]] | None = Field(None, description=(
+        "When the label points at a traffic split: its entries; `version` is the one picked for this caller."))
     dependencies: list[Dependency] = Field(default_factory=list, description=(
         "Exactly the prompts (and versions, and labels) the composed content used: log it with your call."))
     model_settings: dict[str, Any] = Field(alias="model_config", serialization_alias="model_config")
@@ -154,17 +159,37 @@ class FetchOut(ResponseModel):
     as_of: Instant | None = None
 
 
-class LabelMove(RequestModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"version": 2, "expected_version": 1}]})
+class SplitEntry(RequestModel):
     version: StrictInt = VERSION
+    weight: StrictInt = Field(ge=1, le=100)
+
+
+SPLIT_DOC = ("A traffic split instead of one version: weights sum to 100. The by-name fetch picks a version "
+             "per `split_key` (stable) or at random; the label's primary (heaviest) version is what `labels` "
+             "shows and what `expected_version` compares.")
+
+
+class LabelMove(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"version": 2, "expected_version": 1},
+        {"split": [{"version": 7, "weight": 90}, {"version": 8, "weight": 10}], "expected_version": 7}]})
+    version: StrictInt | None = Field(None, ge=1, le=2**31 - 1)
+    split: list[SplitEntry] | None = Field(None, max_length=10, description=SPLIT_DOC)
     expected_version: StrictInt | None = Field(None, ge=0, le=2**31 - 1, description=(
         "Compare-and-set: the version the label must point at now (0 = not set); mismatch is 409 LABEL_CONFLICT."))
+
+    @model_validator(mode="after")
+    def _version_or_split(self) -> "LabelMove":
+        if (self.version is None) == (self.split is None):
+            raise ValueError("give version or split")
+        return self
 
 
 class LabelOut(ResponseModel):
     prompt_id: str
     label: str
     version: int | None
+    split: list[dict[str, int]] | None = None
     position: int
 
 
@@ -172,9 +197,13 @@ class LabelMoveOut(ResponseModel):
     label: str
     from_version: int | None
     to_version: int | None
+    split: list[dict[str, int]] | None = None
     actor: str
     moved_at: Instant
     position: int
+    review_id: str | None = Field(None, description="The review request the move was approved in (null: direct).")
+    requested_by: str | None = None
+    approved_by: list[str] = Field(default_factory=list)
 
 
 class LabelHistory(ResponseModel):
