@@ -72,11 +72,18 @@ def seed_demo(app: PromptForge, corpus: Path, limit: int | None = None, seed: in
                               message="Ask for concise answers", tags=tags + ["concise"])
             version = 2
         app.move_label(dev, org, result.id, "staging", version, "seed")
-        if rng.random() < 0.5:
-            app.move_label(rev, org, result.id, "production", 1, "seed", expected_version=0)
+        if rng.random() < 0.5:  # production is protected: the reviewer requests, the owner approves
+            _promote(app, rev, owner, org, result.id, 1, 0)
             if version == 2 and rng.random() < 0.5:
-                app.move_label(rev, org, result.id, "production", 2, "seed", expected_version=1)
+                _promote(app, rev, owner, org, result.id, 2, 1)
         if progress:
             progress(1)
     return {"users": {r: f"demo-{r}@promptforge.local" for r in users}, "password": DEMO_PASSWORD,
             "orgs": [str(o) for o in orgs], "prompts_created": created}
+
+
+def _promote(app: PromptForge, requester: Principal, approver: Principal, org, prompt_id, version: int,
+             expected: int) -> None:
+    review = app.request_review(requester, org, prompt_id=prompt_id, label="production", version=version,
+                                expected_version=expected, reason="demo promotion", request_id="seed")
+    app.approve_review(approver, org, review.id, "looks good", "seed")
