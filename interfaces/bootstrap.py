@@ -23,6 +23,7 @@ from projections.api_keys import ApiKeys
 from projections.audit import AuditLog
 from projections.base import Projection
 from projections.catalogue import Catalogue, KeywordSearch
+from projections.changes import Changes
 from projections.db import create_schema, make_engine
 from projections.label_history import LabelHistory
 from projections.memberships import Memberships
@@ -47,6 +48,8 @@ class HttpServices:
     tokens: Any
     login_throttle: Any
     rate_limiter: Any
+    #: The process's one change-feed poller (SSE streams and long polls wait on it).
+    change_hub: Any
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Container:
     sessions: Sessions
     reviews: Reviews
     releases: Releases
+    changes: Changes
     supervisor: ProjectionSupervisor
     search: SearchService
     #: Prometheus metrics of this container (its own registry; interfaces.observability).
@@ -176,7 +180,7 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
                            observe=metrics.observe_search)
     container = Container(
         settings, app, engine, sql["catalogue"], sql["label_history"], sql["memberships"], sql["api_keys"],
-        sql["audit"], sql["sessions"], sql["reviews"], sql["releases"], supervisor, search, metrics, vector_projection,
+        sql["audit"], sql["sessions"], sql["reviews"], sql["releases"], sql["changes"], supervisor, search, metrics, vector_projection,
         vectors_error,
     )
     metrics.add_collector(ProjectionCollector(supervisor.status))
@@ -205,9 +209,13 @@ def _wire_runners(container: Container) -> None:
 
 
 def http_services(container: Container) -> HttpServices:
+    from interfaces.http.feed import ChangeHub
     from interfaces.http.ratelimit import RateLimiter
     from interfaces.http.security import TokenService
     from interfaces.http.throttling import LoginThrottle
 
     settings = container.settings
-    return HttpServices(TokenService(settings), LoginThrottle(settings), RateLimiter(settings))
+    supervisor = container.supervisor
+    hub = ChangeHub(container.changes.since, lambda: supervisor.positions().get(Changes.name, 0),
+                    progress=supervisor.progress if container.runners else None)
+    return HttpServices(TokenService(settings), LoginThrottle(settings), RateLimiter(settings), hub)

@@ -62,6 +62,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         try:
             yield
         finally:
+            hub.close()
             if owned:
                 container.close()
 
@@ -72,11 +73,13 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     services = http_services(container)
+    hub = services.change_hub
     app.state.container = container
     app.state.tokens = services.tokens
     app.state.login_throttle = services.login_throttle
     app.state.rate_limiter = services.rate_limiter
     app.state.search = container.search
+    app.state.change_hub = hub
     errors.install(app)
     register(app)
     install_docs(app, settings)

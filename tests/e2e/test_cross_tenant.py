@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -361,10 +362,27 @@ def _nowhere() -> dict[str, str]:
             "release_id": str(uuid.uuid4())}
 
 
+#: Routes answering an endless stream (SSE): read until the backlog is sent (`: caught-up`).
+STREAMS = {("GET", "/v1/orgs/{org_id}/changes/stream")}
+
+
 def _send(api: Api, headers: dict[str, str], case: Case, values: dict[str, str]):
     """Reads its writes: `X-Min-Position` (ignored by commands) makes queries wait for the world."""
-    return api.request(case.route.method, case.url(values), params=_fill(case.query, values) or None,
-                       json=_fill(case.body, values), headers={"X-Min-Position": str(api.position), **headers})
+    kwargs = dict(params=_fill(case.query, values) or None, json=_fill(case.body, values),
+                  headers={"X-Min-Position": str(api.position), **headers})
+    if case.route.key in STREAMS:
+        with api.client.stream(case.route.method, case.url(values), **kwargs) as response:
+            text = ""
+            if response.status_code == 200:
+                for chunk in response.iter_text():
+                    text += chunk
+                    if ": caught-up" in text:
+                        break
+            else:
+                text = response.read().decode()
+        return httpx.Response(response.status_code, headers=response.headers, content=text.encode(),
+                              request=response.request)
+    return api.request(case.route.method, case.url(values), **kwargs)
 
 
 def _refused(world: World, who: str, case: Case, values: dict[str, str]):

@@ -7,13 +7,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from interfaces.http.routers import (
-    api_keys, audit, auth, fetch, folders, label_snapshots, labels, me, members, ops, orgs, prompts, releases, reviews,
+    api_keys, audit, auth, changes, fetch, folders, label_snapshots, labels, me, members, ops, orgs, prompts, releases, reviews,
     search, versions,
 )
 
 ROUTERS = (ops.router, auth.router, me.router, orgs.router, members.router, api_keys.router, fetch.router,
            prompts.router, versions.router, labels.router, folders.router, reviews.router, releases.router,
-           label_snapshots.router, audit.router, search.router)
+           label_snapshots.router, changes.router, audit.router, search.router)
 
 
 def register(app: FastAPI) -> None:

@@ -1,0 +1,137 @@
+"""The change feed: each organisation's events, in log order, under a public vocabulary.
+
+The `type` of a change is a stable, documented name (`prompt.label_moved`, `review.approved`, …)
+mapped here explicitly from event classes, never derived from class names: a rename of a class
+must not change the feed. Changes about members, keys and the organisation's settings have the
+`audit` audience (readable with `audit:read`); the others the `prompts` audience (`prompts:read`).
+The feed keeps its own table of prompt names, so every change can say which prompt it is about."""
+from __future__ import annotations
+
+from functools import singledispatchmethod
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Index, Integer, String, Table, func, insert
+from sqlalchemy import select, update
+
+from domain.api_key import ApiKey
+from domain.organisation import Organisation
+from domain.prompt import Prompt
+from domain.release import Release
+from domain.review import ReviewRequest
+from projections.base import Projection, json_safe
+from projections.db import metadata
+from projections.events import Envelope
+from projections.paging import clamp
+from projections.tenancy import rows_of
+
+changes = Table(
+    "rm_changes", metadata,
+    Column("org_id", String(36), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("audience", String(8), nullable=False),
+    Column("prompt_id", String(36), nullable=True),
+    Column("name", String(200), nullable=True),
+    Column("version", Integer, nullable=True),
+    Column("label", String(64), nullable=True),
+    Column("actor", String(80), nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_rm_changes_position", "position"),
+)
+change_names = Table(
+    "rm_change_names", metadata,
+    Column("org_id", String(36), primary_key=True),
+    Column("prompt_id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+PROMPTS, AUDIT = "prompts", "audit"
+#: The public vocabulary: event class -> (type, audience). Documented in the README.
+TYPES: dict[type, tuple[str, str]] = {
+    Prompt.Created: ("prompt.created", PROMPTS), Prompt.Revised: ("prompt.revised", PROMPTS),
+    Prompt.LabelMoved: ("prompt.label_moved", PROMPTS), Prompt.LabelRemoved: ("prompt.label_removed", PROMPTS),
+    Prompt.Archived: ("prompt.archived", PROMPTS), Prompt.Restored: ("prompt.restored", PROMPTS),
+    Prompt.Renamed: ("prompt.renamed", PROMPTS),
+    ReviewRequest.Requested: ("review.requested", PROMPTS), ReviewRequest.Approved: ("review.approved", PROMPTS),
+    ReviewRequest.Rejected: ("review.rejected", PROMPTS), ReviewRequest.Withdrawn: ("review.withdrawn", PROMPTS),
+    ReviewRequest.Applied: ("review.applied", PROMPTS), ReviewRequest.Superseded: ("review.superseded", PROMPTS),
+    Release.Created: ("release.applied", PROMPTS), Release.RolledBack: ("release.rolled_back", PROMPTS),
+    Organisation.Created: ("organisation.created", AUDIT), Organisation.Renamed: ("organisation.renamed", AUDIT),
+    Organisation.PlanChanged: ("organisation.plan_changed", AUDIT),
+    Organisation.ProtectedLabelsChanged: ("organisation.protected_labels_changed", AUDIT),
+    Organisation.MemberAdded: ("member.added", AUDIT), Organisation.MemberRoleChanged: ("member.role_changed", AUDIT),
+    Organisation.MemberRemoved: ("member.removed", AUDIT),
+    ApiKey.Issued: ("api_key.issued", AUDIT), ApiKey.Revoked: ("api_key.revoked", AUDIT),
+}
+#: Event attributes a change may carry in `details` (never secrets, hashes or fingerprints).
+DETAILS = ("from_version", "to_version", "split", "from_name", "to_name", "tags", "message", "type", "kind", "status",
+           "comment", "reason", "review_id", "release_id", "rollback_release_id", "protected_labels", "role",
+           "old_role", "new_role", "user_id", "plan", "permissions", "prefix", "approver", "requester")
+
+
+class Changes(Projection):
+    name = "changes"
+    tables = (changes, change_names)
+
+    @singledispatchmethod
+    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+        kind = TYPES.get(type(event))
+        if kind is None or not env.org_id:
+            return
+        row = {"prompt_id": None, "name": None, "version": None, "label": None}
+        if isinstance(event, Prompt.Event):
+            row.update(prompt_id=env.target_id, name=self._name(conn, env), label=getattr(event, "label", None),
+                       version=getattr(event, "version", getattr(event, "to_version", None)))
+            if isinstance(event, Prompt.Created):
+                row["version"] = 1
+        elif isinstance(event, ReviewRequest.Event | Release.Event):
+            row["label"] = getattr(event, "label", None)
+        self._add(conn, env, kind, row)
+
+    @when.register
+    def _(self, event: Prompt.Created, env: Envelope, conn: Connection) -> None:
+        conn.execute(insert(change_names).values(org_id=env.org_id, prompt_id=env.target_id, name=event.name))
+        self._add(conn, env, TYPES[Prompt.Created], {"prompt_id": env.target_id, "name": event.name, "version": 1,
+                                                     "label": None})
+
+    @when.register
+    def _(self, event: Prompt.Renamed, env: Envelope, conn: Connection) -> None:
+        conn.execute(update(change_names).where(change_names.c.org_id == env.org_id,
+                                                change_names.c.prompt_id == env.target_id).values(name=event.to_name))
+        self._add(conn, env, TYPES[Prompt.Renamed], {"prompt_id": env.target_id, "name": event.to_name,
+                                                     "version": None, "label": None})
+
+    @staticmethod
+    def _name(conn: Connection, env: Envelope) -> str | None:
+        return conn.execute(select(change_names.c.name).where(change_names.c.org_id == env.org_id,
+                                                               change_names.c.prompt_id == env.target_id)).scalar()
+
+    @staticmethod
+    def _add(conn: Connection, env: Envelope, kind: tuple[str, str], row: dict[str, Any]) -> None:
+        e = env.event
+        details = {k: json_safe(getattr(e, k)) for k in DETAILS if hasattr(e, k) and getattr(e, k) not in (None, "", [])}
+        if isinstance(e, ReviewRequest.Requested | Release.Created):
+            details["moves"] = json_safe(e.moves)
+        conn.execute(insert(changes).values(org_id=env.org_id, position=env.position, at=env.at, type=kind[0],
+                                            audience=kind[1], actor=env.actor, details=details, **row))
+
+    # -- queries ----------------------------------------------------------------------------
+    def after(self, org_id: str, position: int, *, audit: bool, limit: int = 100) -> list[dict[str, Any]]:
+        """The org's changes after `position`, oldest first (audit ones only with `audit`)."""
+        query = rows_of(changes, org_id).where(changes.c.position > position)
+        if not audit:
+            query = query.where(changes.c.audience == PROMPTS)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(changes.c.position).limit(clamp(limit, 1000)))]
+
+    def since(self, position: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Every organisation's changes after `position` (for the process's one poller, which fans
+        them out to the subscribers of each organisation)."""
+        query = select(changes).where(changes.c.position > position).order_by(changes.c.position).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def last_position(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(changes.c.position))).scalar() or 0
