@@ -110,7 +110,7 @@ class GovernanceCommands(BaseApp):
         split, expected_version}]. Unprotected label: applied now (`data["release_id"]`); protected:
         a review request is opened instead (`data["review_id"]`, nothing moves yet)."""
         label = clean_label(label)
-        grant = self.grant(principal, org_id, label_permission(label))
+        grant = self._label_grant(principal, org_id, label)
         org = grant.org
         if not isinstance(moves, list) or not 1 <= len(moves) <= MAX_MOVES:
             raise Invalid(f"a release has 1..{MAX_MOVES} moves", code="INVALID_MOVES")
@@ -144,7 +144,7 @@ class GovernanceCommands(BaseApp):
         original = self._load(release_id, Release, release_not_found)
         if original.org_id != org_id:
             raise release_not_found()
-        grant = self.grant(principal, org_id, label_permission(original.label))
+        grant = self._label_grant(principal, org_id, original.label)
         moves = [self._rollback_move(m) for m in original.rollback_moves()]
         if grant.org.is_protected(original.label):
             policy = grant.org.review_policy(original.label)
@@ -165,6 +165,14 @@ class GovernanceCommands(BaseApp):
                              data={"release_id": str(rollback.id)})
 
     # -- helpers ----------------------------------------------------------------------------
+    def _label_grant(self, principal: Principal, org_id: UUID, label: str):
+        """Moving a label needs its permission; a protected label (any, not only production) needs
+        prompts:promote, as a review request for it does."""
+        grant = self.grant(principal, org_id, label_permission(label))
+        if grant.org.is_protected(label):
+            grant = self.grant(principal, org_id, Permission.PROMPTS_PROMOTE)
+        return grant
+
     def _review(self, org_id: UUID, review_id: UUID) -> ReviewRequest:
         review = self._load(review_id, ReviewRequest, review_not_found)
         if review.org_id != org_id:
@@ -229,6 +237,14 @@ class GovernanceCommands(BaseApp):
         """Apply every move (compare-and-set each), or raise _Stale listing every conflict."""
         conflicts = []
         for prompt, move in zip(prompts, moves):
+            # What the label pointed at when the request or release was made, split weights included
+            # (expected_version alone names only a split's primary version).
+            if "from" in move and _target(prompt.label_target(label)) != _target(move["from"]):
+                conflicts.append({"prompt_id": str(prompt.id), "name": prompt.name, "code": "LABEL_CONFLICT",
+                                  "label": label, "expected_version": move["expected_version"],
+                                  "current_version": prompt.labels.get(label), "expected": move["from"],
+                                  "current": prompt.label_target(label)})
+                continue
             try:
                 if move["version"] is None and move["split"] is None:
                     prompt.remove_label(label, move["expected_version"] or None, review=meta)
@@ -267,6 +283,17 @@ class GovernanceCommands(BaseApp):
                 "version": None if target is None else (target["version"] if target["split"] is None else None),
                 "split": None if target is None else target["split"], "expected_version": expected_version,
                 "from": expected}
+
+
+def _target(target: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A recorded label target in the shape Prompt.label_target answers (events store plain JSON)."""
+    if target is None:
+        return None
+    split = target.get("split")
+    if not split:
+        return {"version": target.get("version"), "split": None}
+    entries = [{"version": e["version"], "weight": e["weight"]} for e in split]
+    return {"version": _primary(entries), "split": entries}
 
 
 def _primary(split: list[dict[str, int]]) -> int:

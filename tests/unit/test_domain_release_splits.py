@@ -143,7 +143,7 @@ def test_clean_split_accepts_the_maximum_entries():
     assert clean_split(entries) == entries
 
 
-def test_clean_split_accepts_one_hundred_and_one_minimum():
+def test_clean_split_accepts_a_weight_of_one():
     assert clean_split([{"version": 1, "weight": 99}, {"version": 2, "weight": 1}])[1]["weight"] == 1
 
 
@@ -325,7 +325,8 @@ def test_move_to_a_split_records_the_split_and_points_the_label_at_its_primary()
     prompt = given(prompt_with(3))
 
     with by(ACTOR, REQUEST):
-        changed = prompt.move_label("Canary", None, 0, split=[{"version": 2, "weight": 10}, {"version": 3, "weight": 90}])
+        changed = prompt.move_label("Canary", None, 0,
+                                    split=[{"version": 2, "weight": 10}, {"version": 3, "weight": 90}])
 
     assert changed is True
     assert then(prompt) == [("LabelMoved", {

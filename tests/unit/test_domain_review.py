@@ -719,3 +719,38 @@ def test_a_version_2_snapshot_keeps_an_unprotected_organisation_unprotected():
     loaded = codec.to_domain_event(codec.to_stored_event(_snapshot_of(org))).mutate(None)
 
     assert (loaded.protected_labels, loaded.review_policies) == ([], {})
+
+
+# -- the role matrix: reviewers review -----------------------------------------------------------
+
+
+def _table(text: str) -> dict[str, set[str]]:
+    """role -> permissions, from a markdown permission table (`| role | perm | ... |` with x marks)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in {r.value for r in Role}:
+            rows[cells[0]] = {header[i] for i, c in enumerate(cells) if i and c == "x"}
+    return rows
+
+
+def test_reviewers_gain_exactly_prompts_review_and_the_tables_say_so():
+    from pathlib import Path
+
+    import domain.permissions as permissions
+    from domain.permissions import ROLE_PERMISSIONS, Permission
+
+    matrix = {role.value: {p.value for p in perms} for role, perms in ROLE_PERMISSIONS.items()}
+    assert {r for r, perms in matrix.items() if "prompts:review" in perms} == {"owner", "admin", "reviewer"}
+    assert matrix["reviewer"] == {"prompts:read", "prompts:promote", "prompts:review", "audit:read"}
+    assert matrix["developer"] == {"prompts:read", "prompts:write"}
+    assert matrix["viewer"] == {"prompts:read"}
+    assert matrix["owner"] == {p.value for p in Permission}
+    assert matrix["admin"] == {p.value for p in Permission} - {"org:manage"}
+
+    assert _table(permissions.__doc__) == matrix, "domain/permissions.py's table"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Roles and permissions"):]
+    assert _table(section[:section.index("\n\n", section.index("| role"))]) == matrix, "README's table"
