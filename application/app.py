@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from application.api_keys import ApiKeyCommands
 from application.governance import GovernanceCommands
+from application.webhooks import WebhookCommands
 from application.identity import IdentityCommands
 from application.organisations import OrganisationCommands
 from application.prompts import PromptCommands
 
 
-class PromptForge(GovernanceCommands, PromptCommands, ApiKeyCommands, OrganisationCommands, IdentityCommands):
+class PromptForge(WebhookCommands, GovernanceCommands, PromptCommands, ApiKeyCommands, OrganisationCommands, IdentityCommands):
     name = "PromptForge"

@@ -1,6 +1,7 @@
 """Password hashing (argon2id) and API-key secrets (high-entropy, SHA-256 at rest)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -67,3 +68,18 @@ def secret_matches(secret: str, stored_hash: str) -> bool:
 
 def looks_like_api_key(token: str) -> bool:
     return token.startswith(KEY_SCHEME + "_")
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def webhook_secret(key: bytes, webhook_id: UUID, generation: int) -> str:
+    """A webhook's signing secret, derived (never stored): HMAC-SHA256 of the server's webhook key
+    over the webhook id and its secret generation. Rotating bumps the generation."""
+    digest = hmac.new(key, f"{webhook_id}:{generation}".encode(), hashlib.sha256).digest()
+    return WEBHOOK_SECRET_PREFIX + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def derive_webhook_key(secret: str) -> bytes:
+    """The webhook key from a configured secret (PROMPTFORGE_WEBHOOK_KEY, else the JWT secret)."""
+    return hmac.new(secret.encode(), b"promptforge webhook signing secrets v1", hashlib.sha256).digest()

@@ -10,7 +10,7 @@ from domain.values import clean_label, clean_name
 
 
 DEFAULT_PROTECTED = ["production"]
-DEFAULT_APPROVER_ROLES = [Role.OWNER.value, Role.ADMIN.value, Role.REVIEWER.value]
+DEFAULT_APPROVER_ROLES = sorted([Role.OWNER.value, Role.ADMIN.value, Role.REVIEWER.value])
 MAX_PROTECTED = 20
 MAX_APPROVALS = 5
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from application import PromptForge
+from application.security import derive_webhook_key
 from interfaces.event_store import eventsourcing_env
 from interfaces.observability.metrics import Metrics, ProjectionCollector
 from interfaces.schema_lock import schema_lock
@@ -36,7 +37,11 @@ from projections.source import ApplicationEventSource
 from projections.supervisor import VECTORS, ProjectionSupervisor
 from projections.vectors.index import VectorIndexError, VectorIndexUnavailable
 from projections.vectors.projection import VectorProjection
+from projections.webhooks import Webhooks
 from workers.runner import ProjectionRunner
+from workers.webhooks.dispatcher import DeliveryPolicy, Dispatcher
+from workers.webhooks.runner import WebhookRunner
+from workers.webhooks.store import DeliveryStore
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class Container:
     reviews: Reviews
     releases: Releases
     changes: Changes
+    webhooks: Webhooks
     supervisor: ProjectionSupervisor
     search: SearchService
     #: Prometheus metrics of this container (its own registry; interfaces.observability).
@@ -73,7 +79,10 @@ class Container:
     vector_projection: VectorProjection | None = None
     #: Why the vector index was not opened in this process (e.g. the shard is held elsewhere).
     vectors_error: str | None = None
-    runners: list[ProjectionRunner] = field(default_factory=list)
+    #: Webhook deliveries: the worker's own tables, and the dispatcher (workers.webhooks).
+    deliveries: DeliveryStore | None = None
+    dispatcher: Dispatcher | None = None
+    runners: list[Any] = field(default_factory=list)
     nudger: Any = None
 
     @property
@@ -164,6 +173,8 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
                 log.warning("projection %s changed shape: replaying it from the log", projection.name)
         for name in RETIRED:
             tracking.forget(engine, name)
+    app.webhook_key = derive_webhook_key(settings.webhook_key or settings.jwt_secret)
+    app.allow_private_webhooks = settings.webhooks_allow_private_networks
     metrics = Metrics()
     app.command_observer = metrics.observe_command  # promptforge_commands_total
     vector_projection, vectors_error = None, None
@@ -180,9 +191,12 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
                            observe=metrics.observe_search)
     container = Container(
         settings, app, engine, sql["catalogue"], sql["label_history"], sql["memberships"], sql["api_keys"],
-        sql["audit"], sql["sessions"], sql["reviews"], sql["releases"], sql["changes"], supervisor, search, metrics, vector_projection,
-        vectors_error,
+        sql["audit"], sql["sessions"], sql["reviews"], sql["releases"], sql["changes"], sql["webhooks"], supervisor,
+        search, metrics, vector_projection, vectors_error,
     )
+    container.deliveries = DeliveryStore(engine)
+    container.dispatcher = Dispatcher(app, engine, container.deliveries, sql["webhooks"], sql["changes"],
+                                      DeliveryPolicy.from_settings(settings))
     metrics.add_collector(ProjectionCollector(supervisor.status))
     _wire_runners(container)
     if settings.redis_url:
@@ -206,6 +220,9 @@ def _wire_runners(container: Container) -> None:
     for runner in container.runners:
         container.app.add_commit_listener(runner.wake)
         supervisor.wakers.append(runner.wake)
+    if settings.run_projections_inprocess:  # woken by the projections' progress, not by commits
+        container.runners.append(WebhookRunner(container.dispatcher, supervisor.progress, poll,
+                                               settings.webhook_concurrency))
 
 
 def http_services(container: Container) -> HttpServices:

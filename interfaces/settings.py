@@ -56,6 +56,21 @@ class Settings(BaseSettings):
     #: Port of the dramatiq worker's Prometheus endpoint (/metrics); 0 disables it.
     worker_metrics_port: int = Field(9100, ge=0, le=65535)
 
+    #: Key the webhook signing secrets are derived from (unset = derived from the JWT secret).
+    #: Changing it changes every webhook's secret (adr/0016).
+    webhook_key: str | None = None
+    #: Allow webhook deliveries to loopback, private and link-local addresses (self-hosted setups).
+    webhooks_allow_private_networks: bool = False
+    #: Deliveries in flight at once per process (each webhook delivers one at a time, in order).
+    webhook_concurrency: int = Field(8, ge=1, le=256)
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    #: Retry backoff: base * 2^(n-1), capped, with full jitter over the upper half.
+    webhook_retry_base_seconds: float = Field(10.0, gt=0)
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0)
+    #: A webhook is disabled after this many consecutive failures or this long failing, whichever first.
+    webhook_max_consecutive_failures: int = Field(60, ge=1)
+    webhook_failure_budget_seconds: float = Field(86_400.0, gt=0)
+
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> "Settings":
         if self.env == "production" and (not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):

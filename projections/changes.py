@@ -13,8 +13,6 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Index, Integer, String, Table, func, insert
 from sqlalchemy import select, update
 
-from domain.api_key import ApiKey
-from domain.organisation import Organisation
 from domain.prompt import Prompt
 from domain.release import Release
 from domain.review import ReviewRequest
@@ -23,6 +21,7 @@ from projections.db import metadata
 from projections.events import Envelope
 from projections.paging import clamp
 from projections.tenancy import rows_of
+from projections.vocabulary import DETAILS, PROMPTS, TYPES
 
 changes = Table(
     "rm_changes", metadata,
@@ -45,30 +44,6 @@ change_names = Table(
     Column("prompt_id", String(36), primary_key=True),
     Column("name", String(200), nullable=False),
 )
-
-PROMPTS, AUDIT = "prompts", "audit"
-#: The public vocabulary: event class -> (type, audience). Documented in the README.
-TYPES: dict[type, tuple[str, str]] = {
-    Prompt.Created: ("prompt.created", PROMPTS), Prompt.Revised: ("prompt.revised", PROMPTS),
-    Prompt.LabelMoved: ("prompt.label_moved", PROMPTS), Prompt.LabelRemoved: ("prompt.label_removed", PROMPTS),
-    Prompt.Archived: ("prompt.archived", PROMPTS), Prompt.Restored: ("prompt.restored", PROMPTS),
-    Prompt.Renamed: ("prompt.renamed", PROMPTS),
-    ReviewRequest.Requested: ("review.requested", PROMPTS), ReviewRequest.Approved: ("review.approved", PROMPTS),
-    ReviewRequest.Rejected: ("review.rejected", PROMPTS), ReviewRequest.Withdrawn: ("review.withdrawn", PROMPTS),
-    ReviewRequest.Applied: ("review.applied", PROMPTS), ReviewRequest.Superseded: ("review.superseded", PROMPTS),
-    Release.Created: ("release.applied", PROMPTS), Release.RolledBack: ("release.rolled_back", PROMPTS),
-    Organisation.Created: ("organisation.created", AUDIT), Organisation.Renamed: ("organisation.renamed", AUDIT),
-    Organisation.PlanChanged: ("organisation.plan_changed", AUDIT),
-    Organisation.ProtectedLabelsChanged: ("organisation.protected_labels_changed", AUDIT),
-    Organisation.MemberAdded: ("member.added", AUDIT), Organisation.MemberRoleChanged: ("member.role_changed", AUDIT),
-    Organisation.MemberRemoved: ("member.removed", AUDIT),
-    ApiKey.Issued: ("api_key.issued", AUDIT), ApiKey.Revoked: ("api_key.revoked", AUDIT),
-}
-#: Event attributes a change may carry in `details` (never secrets, hashes or fingerprints).
-DETAILS = ("from_version", "to_version", "split", "from_name", "to_name", "tags", "message", "type", "kind", "status",
-           "comment", "reason", "review_id", "release_id", "rollback_release_id", "protected_labels", "role",
-           "old_role", "new_role", "user_id", "plan", "permissions", "prefix", "approver", "requester")
-
 
 class Changes(Projection):
     name = "changes"

@@ -107,7 +107,7 @@ class Reviews(Projection):
                                                review_prompts.c.review_id == reviews.c.review_id,
                                                review_prompts.c.prompt_id == str(prompt_id)))
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(reviews.c.position.desc()).limit(clamp(limit)))]
+            return [dict(r._mapping) for r in conn.execute(query.order_by(reviews.c.created_at.desc(), reviews.c.review_id).limit(clamp(limit)))]
 
     def get(self, org_id: str, review_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 
 QUEUE = "projections"
 CATCH_UP_ACTOR = "projections.catch_up"
+#: Webhook deliveries have their own queue: a slow receiver never holds up the read models.
+WEBHOOK_QUEUE = "webhooks"
+DELIVER_ACTOR = "webhooks.deliver"
 
 
 def make_broker(url: str) -> RedisBroker:
@@ -20,6 +23,7 @@ def make_broker(url: str) -> RedisBroker:
     client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=2.0)
     broker = RedisBroker(client=client)
     broker.declare_queue(QUEUE)
+    broker.declare_queue(WEBHOOK_QUEUE)
     return broker
 
 

@@ -225,6 +225,7 @@ MemberScope = Annotated[OrgScope, Depends(org_scope())]
 ReadScope = Annotated[OrgScope, Depends(org_scope(Permission.PROMPTS_READ))]
 KeysScope = Annotated[OrgScope, Depends(org_scope(Permission.API_KEYS_MANAGE))]
 AuditScope = Annotated[OrgScope, Depends(org_scope(Permission.AUDIT_READ))]
+ManageScope = Annotated[OrgScope, Depends(org_scope(Permission.ORG_MANAGE))]
 
 
 def fresh(*names: str):

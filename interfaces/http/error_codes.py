@@ -86,6 +86,8 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         ("API_KEY_NOT_FOUND", "no such API key in this organisation"),
         ("REVIEW_NOT_FOUND", "no such review request in this organisation"),
         ("RELEASE_NOT_FOUND", "no such release in this organisation"),
+        ("WEBHOOK_NOT_FOUND", "no such webhook in this organisation (or it was deleted)"),
+        ("DELIVERY_NOT_FOUND", "no such delivery of this webhook"),
     ),
     *_codes(405, ("METHOD_NOT_ALLOWED", "the path exists but not with this method")),
     *_codes(
@@ -145,6 +147,8 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         ("RENDER_VARIABLES_MISMATCH", "rendering is missing variables or got unknown ones (details name them)"),
         ("RENDER_TOO_LARGE", "the rendered text would exceed the size limit"),
         ("INVALID_SPLIT", "a traffic split is 2..10 {version, weight} entries, weights summing to 100"),
+        ("INVALID_WEBHOOK_URL", "a webhook URL is an absolute http(s) URL without credentials, to an allowed host"),
+        ("INVALID_WEBHOOK_EVENTS", "webhook events are change-feed types (details list the allowed ones) or \"*\""),
         ("INVALID_MOVES", "a release's moves are malformed (details: index)"),
         ("INVALID_REVIEW_POLICY", "a review policy is {approvals 1..5, approver_roles} of a protected label"),
         ("EXPECTED_VERSION_REQUIRED", "a review request or release move needs expected_version (0: unset)"),
@@ -171,6 +175,7 @@ NOT_RETURNED: dict[str, str] = {
     "SESSION_NOT_FOUND": "logout acts on the caller's own session, already verified by authentication",
     "API_KEY_NOT_RESERVED": "invariant guard: an unrevoked key always holds a slot (revoking twice is API_KEY_REVOKED)",
     "INVALID_SETTINGS": "configuration error at start-up (event store URL), never an HTTP answer",
+    "WEBHOOK_DELETED": "invariant guard: the application answers WEBHOOK_NOT_FOUND for a deleted webhook",
 }
 
 STATUSES: tuple[int, ...] = tuple(sorted({e.status for e in ERROR_CODES}))

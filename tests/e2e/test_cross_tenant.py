@@ -26,6 +26,7 @@ collection time from `register()`) is exactly the org-scoped routes of the app t
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
 
 #: Path parameters naming one organisation's things, filled by name from the world: our org's, the
 #: foreign org's, or ids that exist nowhere. All but `org_id` are the subject of property 2.
-ID_PARAMS = ("org_id", "prompt_id", "key_id", "user_id", "name", "review_id", "release_id")
+ID_PARAMS = ("org_id", "prompt_id", "key_id", "user_id", "name", "review_id", "release_id", "webhook_id", "delivery_id")
 FOREIGN_ID_PARAMS = tuple(p for p in ID_PARAMS if p != "org_id")
 #: Path parameters that name nothing of a tenant's own: each value is one more case.
 CONSTANT_PARAMS: dict[str, tuple[str, ...]] = {"number": ("1",), "label": ("staging", "production")}
@@ -80,6 +81,8 @@ BODIES: dict[tuple[str, str], list[dict[str, Any]]] = {
         {"label": "canary", "moves": [{"prompt_id": "{prompt_id}", "version": 1, "expected_version": 1}]}],
     ("POST", "/v1/orgs/{org_id}/releases/{release_id}/rollback"): [{"reason": "undo"}],
     ("PUT", "/v1/orgs/{org_id}/prompts/{prompt_id}/labels/{label}"): [{"version": 1}],
+    ("POST", "/v1/orgs/{org_id}/webhooks"): [{"url": "https://hooks.example.invalid/new", "events": ["*"]}],
+    ("PATCH", "/v1/orgs/{org_id}/webhooks/{webhook_id}"): [{"description": "changed"}],
     ("POST", "/v1/orgs/{org_id}/prompts/search"): [
         {"query": "foreign secret prompt template"},
         {"query": "foreign", "mode": "keyword", "include_archived": True},
@@ -119,8 +122,14 @@ POSITIVE_CONTROL_ALSO = {
 }
 
 
-def _governance(api: Api, owner: User, requester: User, org: str, pid: str) -> tuple[str, str]:
-    """A protected label with an open review request (by `requester`) and a release (on `canary`)."""
+def _governance(api: Api, owner: User, requester: User, org: str, pid: str) -> tuple[str, str, str, str]:
+    """A protected label with an open review request (by `requester`) and a release (on `canary`);
+    a webhook (to a name that never resolves) with a delivery of those changes."""
+    r = api.post(f"/v1/orgs/{org}/webhooks", headers=owner.h, json={
+        "url": f"https://foreign-hooks.example.invalid/{uuid.uuid4().hex}", "events": ["*"],
+        "description": "foreign hook"})
+    assert r.status_code == 201, r.text
+    webhook = r.json()["id"]
     r = api.patch(f"/v1/orgs/{org}", json={"protected_labels": [GUARDED]}, headers=owner.h)
     assert r.status_code == 200, r.text
     r = api.post(f"/v1/orgs/{org}/review-requests", headers=requester.h, json={
@@ -130,7 +139,14 @@ def _governance(api: Api, owner: User, requester: User, org: str, pid: str) -> t
     r = api.post(f"/v1/orgs/{org}/releases", headers=owner.h, json={
         "label": "canary", "moves": [{"prompt_id": pid, "version": 1, "expected_version": 0}]})
     assert r.status_code == 201, r.text
-    return review, r.json()["release_id"]
+    release = r.json()["release_id"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        items = api.get(f"/v1/orgs/{org}/webhooks/{webhook}/deliveries", headers=owner.h).json()["items"]
+        if items:
+            return review, release, webhook, items[-1]["delivery_id"]
+        time.sleep(0.05)
+    raise AssertionError("the webhook got no delivery")
 
 
 # -- deriving the matrix from the app's routes ----------------------------------------------------
@@ -313,6 +329,7 @@ def _snapshot(api: Api, who: User, org_id: str) -> dict[str, Any]:
     snap: dict[str, Any] = {
         "org": read(""), "members": read("/members"), "keys": read("/api-keys"),
         "prompts": read("/prompts", archived="all", limit=200), "audit": read("/audit-events", limit=200),
+        "webhooks": read("/webhooks"),
     }
     for item in snap["prompts"]["items"]:
         pid = item["id"]
@@ -342,14 +359,16 @@ def world(module_api) -> World:
     for label in ("staging", "production"):
         assert api.label(foreign_owner, theirs, pid, label, 1).status_code == 200
     key = api.key(foreign_owner, theirs, ["prompts:read"], name="foreign-key-name")
-    review, release = _governance(api, foreign_owner, foreign_owner, theirs, pid)
+    review, release, webhook, delivery = _governance(api, foreign_owner, foreign_owner, theirs, pid)
     newcomer = api.user("newcomer")
     ids = {"org_id": theirs, "prompt_id": pid, "key_id": key.id, "user_id": foreign_member.user_id,
-           "name": "foreign-secret-prompt", "review_id": review, "release_id": release}
+           "name": "foreign-secret-prompt", "review_id": review, "release_id": release, "webhook_id": webhook,
+           "delivery_id": delivery}
+    hook_url = api.get(f"/v1/orgs/{theirs}/webhooks/{webhook}", headers=foreign_owner.h).json()["url"]
     listed = api.q(f"/v1/orgs/{theirs}/api-keys", foreign_owner).json()["items"]
     prefix = next(k["prefix"] for k in listed if k["id"] == key.id)
     assert len(prefix) > len("pfk_") + 4, prefix  # specific enough to be a secret
-    secrets = [theirs, pid, key.id, prefix, review, release, "foreign reason", foreign_member.user_id, foreign_owner.user_id, "Foreign Secret Org",
+    secrets = [theirs, pid, key.id, prefix, review, release, webhook, delivery, hook_url, "foreign hook", "foreign reason", foreign_member.user_id, foreign_owner.user_id, "Foreign Secret Org",
                "foreign-secret-prompt", "FOREIGN TEMPLATE TEXT", "foreigntag", "foreign-key-name", key.raw,
                foreign_member.email, foreign_owner.email]
     before = {"ours": _snapshot(api, owner, ours), "theirs": _snapshot(api, foreign_owner, theirs)}
@@ -359,7 +378,7 @@ def world(module_api) -> World:
 def _nowhere() -> dict[str, str]:
     return {"org_id": str(uuid.uuid4()), "prompt_id": str(uuid.uuid4()), "key_id": str(uuid.uuid4()),
             "user_id": str(uuid.uuid4()), "name": "no-such-prompt-anywhere", "review_id": str(uuid.uuid4()),
-            "release_id": str(uuid.uuid4())}
+            "release_id": str(uuid.uuid4()), "webhook_id": str(uuid.uuid4()), "delivery_id": str(uuid.uuid4())}
 
 
 #: Routes answering an endless stream (SSE): read until the backlog is sent (`: caught-up`).
@@ -541,12 +560,13 @@ def _scratch_org(api: Api, owner: User, member: User, case: Case, newcomer: str 
     for label in ("staging", "production"):
         assert api.label(owner, org, pid, label, 1).status_code == 200
     key = api.key(owner, org, ["prompts:read"], name="scratch-key")
-    review, release = _governance(api, owner, member, org, pid)  # the member requests: the owner may approve
+    review, release, webhook, delivery = _governance(api, owner, member, org, pid)  # the member requests: the owner may approve
     if newcomer is None:
         newcomer = f"scratch-newcomer-{uuid.uuid4().hex}@example.com"
         api.register(newcomer)  # registered, never logged in
     values = {"org_id": org, "prompt_id": pid, "key_id": key.id, "user_id": member.user_id,
-              "name": "scratch-prompt", "newcomer": newcomer, "review_id": review, "release_id": release}
+              "name": "scratch-prompt", "newcomer": newcomer, "review_id": review, "release_id": release,
+              "webhook_id": webhook, "delivery_id": delivery}
     for method, path, body in POSITIVE_CONTROL_SETUP.get(case.route.key, []):
         step = Case(OrgRoute(method, path, tuple(_PATH_PARAM.findall(path)), body is not None, ()), {}, {}, body)
         r = _send(api, owner.h, step, values)

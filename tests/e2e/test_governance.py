@@ -20,7 +20,7 @@ from tests.e2e.support import Api, Key, User, assert_error
 
 ALL_PERMISSIONS = ["prompts:read", "prompts:write", "prompts:promote", "prompts:review", "members:manage",
                    "api_keys:manage", "audit:read", "org:manage"]
-DEFAULT_ROLES = ["owner", "admin", "reviewer"]
+DEFAULT_ROLES = ["admin", "owner", "reviewer"]
 
 
 @pytest.fixture(scope="module")

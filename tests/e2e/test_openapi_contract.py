@@ -13,12 +13,14 @@ from interfaces.http.openapi import EVERYWHERE, customise_openapi
 COMMANDS = {"post", "put", "patch", "delete"}
 P = "/v1/orgs/{org_id}/prompts"
 IDEMPOTENT = {("post", "/v1/orgs"), ("post", P), ("post", "/v1/orgs/{org_id}/api-keys"),
-              ("post", P + "/{prompt_id}/versions"), ("post", "/v1/orgs/{org_id}/members")}
+              ("post", P + "/{prompt_id}/versions"), ("post", "/v1/orgs/{org_id}/members"),
+              ("post", "/v1/orgs/{org_id}/webhooks")}
 WITH_ETAG = {("get", P + "/{prompt_id}"), ("get", P + "/by-name/{name}"), ("get", P + "/{prompt_id}/versions/{number}"),
              ("post", P), ("post", P + "/{prompt_id}/versions")}
 CONDITIONAL_GETS = {("get", P + "/by-name/{name}"), ("get", P + "/{prompt_id}/versions/{number}")}
-#: POSTs that are queries: no event, no position.
-QUERIES_BY_POST = {("post", P + "/search"), ("post", P + "/{prompt_id}/render")}
+#: POSTs that record no event, hence no position (a redelivery is logged in the delivery log).
+QUERIES_BY_POST = {("post", P + "/search"), ("post", P + "/{prompt_id}/render"),
+                   ("post", "/v1/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")}
 
 
 @pytest.fixture(scope="module")

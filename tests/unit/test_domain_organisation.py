@@ -49,7 +49,7 @@ def test_create_emits_created_and_owner_is_the_only_member():
         "request_hash": "fp", "protected_labels": ["production"], "review_policies": {},
     })]
     assert org.protected_labels == ["production"] and org.review_policy("production") == {
-        "approvals": 1, "approver_roles": ["owner", "admin", "reviewer"]}
+        "approvals": 1, "approver_roles": ["admin", "owner", "reviewer"]}
     assert org.id == org.org_id == ORG_ID
     assert org.members == {str(OWNER): "owner"}
     assert org.role_of(OWNER) is Role.OWNER

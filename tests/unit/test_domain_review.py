@@ -416,7 +416,7 @@ def test_a_new_organisation_protects_production_with_the_default_policy():
     assert org.protected_labels == DEFAULT_PROTECTED == ["production"]
     assert org.review_policies == {}
     assert org.is_protected("production") and not org.is_protected("staging")
-    assert org.review_policy("production") == {"approvals": 1, "approver_roles": ["owner", "admin", "reviewer"]}
+    assert org.review_policy("production") == {"approvals": 1, "approver_roles": ["admin", "owner", "reviewer"]}
     assert org.review_policy("anything") == {"approvals": 1, "approver_roles": list(DEFAULT_APPROVER_ROLES)}
 
 

@@ -8,12 +8,12 @@ from fastapi import FastAPI
 
 from interfaces.http.routers import (
     api_keys, audit, auth, changes, fetch, folders, label_snapshots, labels, me, members, ops, orgs, prompts, releases, reviews,
-    search, versions,
+    search, versions, webhooks,
 )
 
 ROUTERS = (ops.router, auth.router, me.router, orgs.router, members.router, api_keys.router, fetch.router,
            prompts.router, versions.router, labels.router, folders.router, reviews.router, releases.router,
-           label_snapshots.router, changes.router, audit.router, search.router)
+           label_snapshots.router, changes.router, webhooks.router, audit.router, search.router)
 
 
 def register(app: FastAPI) -> None:

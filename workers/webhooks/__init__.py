@@ -1,0 +1,1 @@
+"""Webhook deliveries: the delivery log, the sender (signatures, SSRF guard) and the dispatcher."""
