@@ -43,7 +43,7 @@ SAFE_DETAILS = frozenset({
     "from_name", "to_name", "type", "template_format", "issued_by",
     "protected_labels", "review_policies", "kind", "moves", "requester", "approvals_required", "approver_roles",
     "approver", "comment", "conflicts", "release_id", "review_id", "requested_by", "approved_by", "split",
-    "rollback_of", "rollback_release_id",
+    "rollback_of", "rollback_release_id", "events", "description",
 })
 
 

@@ -33,8 +33,9 @@ TYPES: dict[type, tuple[str, str]] = {
     Webhook.Enabled: ("webhook.enabled", AUDIT), Webhook.Deleted: ("webhook.deleted", AUDIT),
 }
 assert sorted(t for t, _ in TYPES.values()) == sorted(CHANGE_TYPES), "domain.webhook.CHANGE_TYPES is the vocabulary"
-#: Event attributes a change may carry in `details` (never secrets, hashes or fingerprints).
+#: Event attributes a change may carry in `details` (never secrets, hashes or fingerprints; never a
+#: webhook URL either: some receivers put their own secret in it).
 DETAILS = ("from_version", "to_version", "split", "from_name", "to_name", "tags", "message", "type", "kind", "status",
            "comment", "reason", "review_id", "release_id", "rollback_release_id", "protected_labels", "role",
-           "old_role", "new_role", "user_id", "plan", "permissions", "prefix", "approver", "requester", "url", "events",
+           "old_role", "new_role", "user_id", "plan", "permissions", "prefix", "approver", "requester", "events",
            "description", "generation")
