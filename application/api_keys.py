@@ -27,7 +27,7 @@ def key_not_found() -> NotFound:
 
 
 class ApiKeyCommands(BaseApp):
-    @command
+    @command(serialise="org_id")
     def issue_api_key(
         self, principal: Principal, org_id: UUID, name: str, permissions: list[str], request_id: str,
         idempotency_key: str | None = None,
@@ -53,7 +53,7 @@ class ApiKeyCommands(BaseApp):
         grant.org.reserve_api_key(key_id)
         return CommandResult(key_id, self._save(key, grant.org), data={"key": raw, "prefix": prefix})
 
-    @command
+    @command(serialise="org_id")
     def revoke_api_key(self, principal: Principal, org_id: UUID, key_id: UUID, request_id: str) -> CommandResult:
         grant = self.grant(principal, org_id, Permission.API_KEYS_MANAGE)
         key = self._key(org_id, key_id)

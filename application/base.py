@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from application.commands import CommandObserver
+from application.serialise import KeyedLocks
 from application.policy import AccessPolicy, Grant, org_not_found
 from application.principal import Principal
 from application.results import CommandResult
@@ -39,6 +40,9 @@ class BaseApp(Application[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None):
         super().__init__(env)
+        #: Serialises commands on one organisation (application.serialise); the composition root
+        #: may replace it with one that also locks across processes.
+        self.command_locks = KeyedLocks()
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
         self.policy = AccessPolicy(self._org, self._key_or_none)

@@ -35,8 +35,12 @@ def _too_much_contention(_state: Any) -> Any:
     raise Conflict("too much contention, try again", code="CONCURRENT_MODIFICATION")
 
 
-def command(fn: F) -> F:
-    """Mark an application method as a command (see module docstring)."""
+def command(fn: F | None = None, *, serialise: str | None = None) -> Any:
+    """Mark an application method as a command (see module docstring). `serialise="org_id"` makes
+    concurrent calls with the same value of that argument queue on the application's
+    `command_locks` (application.serialise) instead of colliding in the event store."""
+    if fn is None:
+        return functools.partial(command, serialise=serialise)
     signature = inspect.signature(fn)
     name = fn.__name__
 
@@ -51,8 +55,10 @@ def command(fn: F) -> F:
         )
         started = time.perf_counter()
         error: BaseException | None = None
+        key = bound.get(serialise) if serialise else None
+        locks = getattr(self, "command_locks", None) if key is not None else None
         try:
-            with metadata:
+            with metadata, locks.hold(f"{serialise}:{key}") if locks is not None else nullcontext():
                 return retrying(fn, self, *args, **kwargs)
         except BaseException as exc:
             error = exc

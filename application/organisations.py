@@ -31,7 +31,7 @@ class OrganisationCommands(BaseApp):
         org = Organisation.create(org_id, name, principal.user_id, request_hash=fingerprint)
         return CommandResult(org.id, self._save(org))
 
-    @command
+    @command(serialise="org_id")
     def update_organisation(
         self, principal: Principal, org_id: UUID, request_id: str, *, name: str | None = None, plan: str | None = None,
         protected_labels: list[str] | None = None, review_policies: dict[str, dict] | None = None,
@@ -50,7 +50,7 @@ class OrganisationCommands(BaseApp):
     def get_organisation(self, principal: Principal, org_id: UUID) -> Organisation:
         return self.grant(principal, org_id, Permission.PROMPTS_READ).org
 
-    @command
+    @command(serialise="org_id")
     def add_member(
         self, principal: Principal, org_id: UUID, role: str, request_id: str,
         *, user_id: UUID | None = None, email: str | None = None, idempotency_key: str | None = None,
@@ -68,7 +68,7 @@ class OrganisationCommands(BaseApp):
         org.add_member(target, role, grant.acting_role, idempotency=token, request_hash=fingerprint)
         return CommandResult(target, self._save(org))
 
-    @command
+    @command(serialise="org_id")
     def change_member_role(
         self, principal: Principal, org_id: UUID, user_id: UUID, role: str, request_id: str
     ) -> CommandResult:
@@ -76,7 +76,7 @@ class OrganisationCommands(BaseApp):
         grant.org.change_role(user_id, role, grant.acting_role)
         return CommandResult(user_id, self._save(grant.org))
 
-    @command
+    @command(serialise="org_id")
     def remove_member(self, principal: Principal, org_id: UUID, user_id: UUID, request_id: str) -> CommandResult:
         grant = self.grant(principal, org_id, Permission.MEMBERS_MANAGE)
         grant.org.remove_member(user_id, grant.acting_role)

@@ -42,7 +42,7 @@ def _given(**fields: Any) -> dict[str, Any]:
 
 
 class PromptCommands(BaseApp):
-    @command
+    @command(serialise="org_id")
     def create_prompt(
         self, principal: Principal, org_id: UUID, *, name: str, template: str | None = None,
         variables: list | None = None, model_config: dict[str, Any] | None = None, tags: list[str] | None = None,

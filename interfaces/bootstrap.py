@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from application import PromptForge
 from application.security import derive_webhook_key
+from application.serialise import KeyedLocks
 from interfaces.event_store import eventsourcing_env
 from interfaces.observability.metrics import Metrics, ProjectionCollector
 from interfaces.schema_lock import schema_lock
@@ -38,6 +39,7 @@ from projections.supervisor import VECTORS, ProjectionSupervisor
 from projections.vectors.index import VectorIndexError, VectorIndexUnavailable
 from projections.vectors.projection import VectorProjection
 from projections.webhooks import Webhooks
+from projections.writer_lock import WriterLock
 from workers.runner import ProjectionRunner
 from workers.webhooks.dispatcher import DeliveryPolicy, Dispatcher
 from workers.webhooks.runner import WebhookRunner
@@ -173,6 +175,8 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
                 log.warning("projection %s changed shape: replaying it from the log", projection.name)
         for name in RETIRED:
             tracking.forget(engine, name)
+    if engine.dialect.name == "postgresql":  # several API processes: queue across them too (adr/0019)
+        app.command_locks = KeyedLocks(lambda key: WriterLock(engine, f"command:{key}").hold(wait=True))
     app.webhook_key = derive_webhook_key(settings.webhook_key or settings.jwt_secret)
     app.allow_private_webhooks = settings.webhooks_allow_private_networks
     metrics = Metrics()
