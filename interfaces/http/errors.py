@@ -85,8 +85,12 @@ def status_of(exc: DomainError) -> int:
 
 def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
     status = status_of(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return error_response(request, status, exc.code, exc.message, exc.details, headers)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    position = exc.details.get("position") if isinstance(exc.details, dict) else None
+    if isinstance(position, int) and not isinstance(position, bool):
+        # a refusal that still recorded something (a superseded review): read-your-writes as usual
+        headers["X-Event-Position"] = str(position)
+    return error_response(request, status, exc.code, exc.message, exc.details, headers or None)
 
 
 def _api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -65,9 +66,12 @@ def target(module_api) -> Target:
         "prompt_id": pid, "label": "guarded", "version": 1, "expected_version": 0}).json()["id"]
     release = api.post(f"/v1/orgs/{org}/releases", headers=owner.h, json={
         "label": "canary", "moves": [{"prompt_id": pid, "version": 1, "expected_version": 0}]}).json()["release_id"]
+    webhook = api.post(f"/v1/orgs/{org}/webhooks", headers=owner.h, json={
+        "url": "https://hooks.example.invalid/fuzz", "events": ["*"]}).json()["id"]
     api.container.supervisor.wait_for(api.container.app.head_position(), 10)
     values = {"org_id": org, "prompt_id": pid, "key_id": key.id, "user_id": owner.user_id, "name": "fuzzed",
-              "label": "staging", "number": "1", "review_id": review, "release_id": release}
+              "label": "staging", "number": "1", "review_id": review, "release_id": release, "webhook_id": webhook,
+              "delivery_id": str(uuid.uuid4())}
     routes = []
     body_fields: dict[tuple[str, str], list[str]] = {}
     for route in (r for router in ROUTERS for r in router.routes):
@@ -99,10 +103,25 @@ def _check(response, expect_4xx: bool = True) -> None:
         assert_error(response)
 
 
+#: Routes answering an endless stream (SSE): read until the backlog is sent, then hang up.
+STREAM_SUFFIX = "/changes/stream"
+
+
 def _send(target: Target, method: str, url: str, content: bytes | None = None, headers: dict | None = None):
     hdrs = {**target.owner.h, **(headers or {})}
     if content is not None:
         hdrs.setdefault("Content-Type", "application/json")
+    if method == "GET" and url.split("?", 1)[0].endswith(STREAM_SUFFIX):
+        with target.api.client.stream(method, url, content=content, headers=hdrs) as response:
+            if response.status_code == 200:
+                text = ""
+                for chunk in response.iter_text():
+                    text += chunk
+                    if ": caught-up" in text:
+                        break
+            else:
+                response.read()
+            return response
     return target.api.client.request(method, url, content=content, headers=hdrs)
 
 
@@ -197,7 +216,9 @@ def test_unknown_routes_and_methods_use_the_error_shape(target):
     api = target.api
     assert_error(api.client.get("/v1/nope"), 404, "NOT_FOUND")
     assert_error(api.client.get("/v1/orgs/"), 404, "NOT_FOUND")
-    assert_error(api.client.get("/"), 404, "NOT_FOUND")
+    assert_error(api.client.get("/nope"), 404, "NOT_FOUND")
+    root = api.client.get("/", follow_redirects=False)  # the web console's front door (adr/0017)
+    assert root.status_code in (302, 303, 307) and root.headers["location"].startswith("/console")
     assert_error(api.client.request("TRACE", "/v1/me"), 405, "METHOD_NOT_ALLOWED")
     r = api.client.delete("/v1/auth/register")
     assert_error(r, 405, "METHOD_NOT_ALLOWED")

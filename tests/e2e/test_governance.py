@@ -455,7 +455,10 @@ def test_another_request_applied_first_supersedes_the_competing_one(team):
     second = team.requested(team.rev2, pid, "production", 0, version=3)
 
     assert team.approved(team.admin, first)["status"] == "applied"
-    assert_error(team.approve(team.admin, second), 409, "REVIEW_SUPERSEDED")
+    refused = team.approve(team.admin, second)
+    assert_error(refused, 409, "REVIEW_SUPERSEDED")
+    # the refusal recorded the supersession: its position comes back so reads can wait for it
+    assert int(refused.headers["x-event-position"]) == refused.json()["error"]["details"]["position"]
 
     assert team.labels(pid) == {"production": 2}
     assert team.q(team.reviews, status="superseded", prompt_id=pid)["items"][0]["id"] == second

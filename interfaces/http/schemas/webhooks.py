@@ -1,7 +1,7 @@
 """Webhooks and their delivery log."""
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from interfaces.http.schemas.common import Instant, RequestModel, ResponseModel
 
@@ -23,7 +23,7 @@ class WebhookUpdate(RequestModel):
     url: str | None = Field(None, max_length=2000)
     events: list[str] | None = Field(None, min_length=1, max_length=64, description=EVENTS_DOC)
     description: str | None = Field(None, max_length=500)
-    enabled: bool | None = Field(None, description="Re-enable a disabled webhook (its pending deliveries resume, "
+    enabled: StrictBool | None = Field(None, description="Re-enable a disabled webhook (its pending deliveries resume, "
                                                    "in order), or pause one.")
 
 
