@@ -10,30 +10,28 @@
      decoded into domain events), and the same read without decoding
      (`recorder.select_notifications`), to split database time from decoding time;
    - an SQL write ceiling through the read-model engine: rows/s of single-row INSERT statements,
-     and of one executemany per transaction, into a scratch table shaped like an audit row;
-   - `container.supervisor.rebuild(name)` of every SQL projection (reset + replay from zero, batches of
-     Settings.projection_batch_size, one read-model transaction per batch), exactly what
-     `promptforge projections rebuild NAME` runs;
-   - all projections: sequentially (the sum of the round's individual rebuilds, which is what
-     `projections rebuild --all` runs), and with --concurrent also all at once, one thread each;
-   - with --variants, the catalogue rebuilt once more per variant, each a bench-only DDL change
-     undone afterwards (untimed): `no-fts` drops the Postgres full-text GIN index on rm_prompts;
-     `tags-index` adds an index on rm_prompt_tags (org_id, prompt_id), the columns the catalogue's
-     per-event `DELETE FROM rm_prompt_tags WHERE org_id = ? AND prompt_id = ?` filters on (its
-     primary key is (org_id, tag, prompt_id), so that delete scans every tag row of the org).
-   Each rebuild's wall time is split into reading the log, the projection's handlers, and the rest.
+     of one executemany per transaction, and of one COPY per transaction (what a rebuild writes with),
+     into a scratch table shaped like an audit row;
+   - `container.supervisor.rebuild_all()`: every SQL projection rebuilt in ONE pass over the log,
+     into tables built beside the live ones, then switched to (adr/0020), exactly what
+     `promptforge projections rebuild --all` runs;
+   - `container.supervisor.rebuild(name)` of every SQL projection alone (what `rebuild NAME` runs),
+     and their sum (all projections one after the other, each reading the whole log).
+   Each rebuild's wall time is split into reading the log, folding (Python), writing, indexing and
+   switching, and the rest. The load average is recorded at the start of every round.
 Rates are log events per second of wall time (every rebuild reads the whole log, whether or not
 the projection handles an event), as median and spread over the rounds, and as a fraction of
 the decoded-read ceiling of the same round.
 
-Usage: .venv/bin/python bench/rebuild_throughput.py [--events 100000] [--reps 3] [--threads 8]
-       [--orgs 8] [--batch 500] [--concurrent] [--variants no-fts tags-index] [--write-rows 5000]
+Usage: .venv/bin/python bench/rebuild_throughput.py [--events 100000] [--reps 3] [--threads 4]
+       [--orgs 4] [--pool 4] [--batch 500] [--write-rows 5000]
        [--projections NAME ...] [--db promptforge_bench_rebuild] [--keep] [--reuse] [--generate-only]
        [--append] [--out bench/results/rebuild_throughput.md]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sys
@@ -82,6 +80,7 @@ def generate(container: Container, target: int, threads: int, n_orgs: int, seed:
     for i in range(n_orgs):
         org = app.create_organisation(owner, f"Rebuild Org {i}", "bench-setup").id
         app.update_organisation(owner, org, "bench-setup", plan="PRO")
+        app.update_organisation(owner, org, "bench-setup", protected_labels=[])  # moves `production` directly
         for role in ("admin", "developer", "reviewer"):
             app.add_member(owner, org, role, "bench-setup", user_id=users[role])
         keys = [app.issue_api_key(owner, org, f"key {k}", ["prompts:read", "prompts:write"], "bench-setup").id
@@ -246,59 +245,63 @@ def read_raw(container: Container, batch: int) -> tuple[int, CpuMeter]:
 class RebuildTiming:
     applied: int
     meter: CpuMeter
-    read_s: float  # source.read: select + decode, summed over the batches
-    apply_s: float  # the projection's handlers: the SQL statements that fold events into rows
-    statements: int  # SQL statements sent by the read-model engine (an executemany counts once)
+    read_s: float  # the pass's source.read: select + decode, summed over the batches
+    fold_s: float  # the projections' handlers (Python) and the loads of what a batch touches
+    write_s: float  # writing the folded rows (executemany / COPY)
+    finish_s: float  # indexing the new tables, and the switches (with what was logged meanwhile)
+    statements: int  # SQL statements sent by the read-model engine (an executemany or a COPY counts once)
 
     @property
     def other_s(self) -> float:
-        """Reset, transactions (begin, tracking claim, commit)."""
-        return max(0.0, self.meter.wall - self.read_s - self.apply_s)
+        """Creating the new tables, transactions (begin, savepoints, commit)."""
+        return max(0.0, self.meter.wall - self.read_s - self.fold_s - self.write_s - self.finish_s)
+
+    def split(self) -> tuple[float, ...]:
+        wall = self.meter.wall
+        return tuple(x / wall for x in (self.read_s, self.fold_s, self.write_s, self.finish_s, self.other_s))
 
 
-def rebuild(container: Container, name: str) -> RebuildTiming:
-    """`container.supervisor.rebuild(name)`, with the time split into reading the log, applying events and
-    the rest. The split is measured by wrapping this container's source and projection instance."""
-    projection = container.projections[name]
-    source = container.source
-    clock = {"read": 0.0, "apply": 0.0, "statements": 0}
-    read, apply = source.read, projection.fold
+def rebuild(container: Container, names: list[str]) -> RebuildTiming:
+    """`container.supervisor.rebuild_all(names)` (one pass over the log for all of them: what
+    `promptforge projections rebuild NAME` and `--all` run), its time split by the rebuild's own timings."""
+    import projections.batch as batch
 
-    def timed_read(*a, **kw):
-        t = time.perf_counter()
-        try:
-            return read(*a, **kw)
-        finally:
-            clock["read"] += time.perf_counter() - t
-
-    def timed_apply(*a, **kw):
-        t = time.perf_counter()
-        try:
-            return apply(*a, **kw)
-        finally:
-            clock["apply"] += time.perf_counter() - t
+    timings: dict[str, dict[str, float]] = {}
+    clock = {"statements": 0}
 
     def count(*_a, **_kw):
         clock["statements"] += 1
 
-    source.read, projection.fold = timed_read, timed_apply
+    copy_rows = batch.copy_rows
+
+    def counted_copy(*a, **kw):
+        clock["statements"] += 1
+        return copy_rows(*a, **kw)
+
     sa_event.listen(container.engine, "before_cursor_execute", count)
+    batch.copy_rows = counted_copy
     try:
         with CpuMeter() as meter:
-            applied = container.supervisor.rebuild(name)
+            rebuilt = container.supervisor.rebuild_all(names, timings=timings)
     finally:
-        del source.read, projection.fold  # back to the class methods
+        batch.copy_rows = copy_rows
         sa_event.remove(container.engine, "before_cursor_execute", count)
-    return RebuildTiming(applied, meter, clock["read"], clock["apply"], clock["statements"])
+    per = [t for name, t in timings.items() if name]
+    total = lambda key: sum(t.get(key, 0.0) for t in per)  # noqa: E731
+    return RebuildTiming(min(rebuilt.values()), meter, timings.get("", {}).get("read", 0.0), total("fold"),
+                         total("write"), total("index") + total("switch"), clock["statements"])
 
 
 WRITE_TABLE = "bench_write_ceiling"
 
 
-def write_ceiling(container: Container, rows: int, batch: int, many: bool) -> tuple[float, CpuMeter]:
+def write_ceiling(container: Container, rows: int, batch: int, many: bool | str) -> tuple[float, CpuMeter]:
     """Rows/s written through the read-model engine into a scratch table shaped like an audit row,
-    `batch` rows per transaction: one INSERT statement per row (how the projections fold), or one
-    executemany per transaction (what batching the folds could reach)."""
+    `batch` rows per transaction: one INSERT statement per row (how the projections folded before
+    adr/0020), one executemany per transaction (the live catch-up), or one COPY (`many="copy"`: a
+    rebuild's writes into its new tables)."""
+    from projections.batch import copy_rows
+
     from sqlalchemy import JSON, BigInteger, Column, DateTime, MetaData, String, Table, insert
 
     table = Table(WRITE_TABLE, MetaData(), Column("position", BigInteger, primary_key=True),
@@ -316,7 +319,9 @@ def write_ceiling(container: Container, rows: int, batch: int, many: bool) -> tu
             values = [{"position": p, "org_id": org, "actor": "user:bench", "at": now, "details": {"n": p}}
                       for p in range(start, min(rows, start + batch))]
             with container.engine.begin() as conn:
-                if many:
+                if many == "copy":
+                    copy_rows(conn, table, values)
+                elif many:
                     conn.execute(insert(table), values)
                 else:
                     for v in values:
@@ -324,46 +329,16 @@ def write_ceiling(container: Container, rows: int, batch: int, many: bool) -> tu
     return rows / meter.wall, meter
 
 
-TAGS_INDEX = "bench_ix_rm_prompt_tags_org_prompt"
-
-
-def catalogue_variant(container: Container, variant: str, on: bool) -> None:
-    """Apply (on=True) or undo a bench-only DDL change to the catalogue's tables."""
-    from projections.catalogue.fulltext import _PG_DDL
-
-    with container.engine.begin() as conn:
-        if variant == "no-fts":
-            if on:
-                conn.exec_driver_sql("DROP INDEX IF EXISTS ix_rm_prompts_fts")
-            else:
-                for ddl in _PG_DDL:
-                    conn.exec_driver_sql(ddl)
-        elif variant == "tags-index":
-            if on:
-                conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {TAGS_INDEX} ON rm_prompt_tags (org_id, prompt_id)")
-            else:
-                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {TAGS_INDEX}")
-        else:
-            raise ValueError(variant)
-
-
-VARIANT_LABELS = {
-    "no-fts": "rebuild `catalogue` without the full-text GIN index on rm_prompts (variant)",
-    "tags-index": "rebuild `catalogue` with an index on rm_prompt_tags (org_id, prompt_id) (variant)",
-}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="minimum size of the log")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=8, help="threads generating the log")
-    parser.add_argument("--orgs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=4, help="threads generating the log")
+    parser.add_argument("--orgs", type=int, default=4)
+    parser.add_argument("--pool", type=int, default=4,
+                        help="connection pool size (the Postgres server is shared: 100 connections for everyone)")
     parser.add_argument("--batch", type=int, default=500, help="projection_batch_size (Settings default 500)")
     parser.add_argument("--projections", nargs="+", help="only these projections (default: all SQL ones)")
-    parser.add_argument("--concurrent", action="store_true", help="also rebuild all projections at once")
-    parser.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANT_LABELS),
-                        help="also rebuild the catalogue once per variant, every round (bench-only DDL, undone)")
     parser.add_argument("--append", action="store_true",
                         help="append this run's report to the results file instead of replacing it")
     parser.add_argument("--write-rows", type=int, default=5000,
@@ -383,7 +358,7 @@ def main() -> int:
         facts = machine_facts(db.url)
         reused = db.existed and db.has_schema(SCHEMA)
         db.create_schema(SCHEMA)
-        settings = db.settings(SCHEMA, tmp, pool_size=max(args.threads, 8), projection_batch_size=args.batch)
+        settings = db.settings(SCHEMA, tmp, pool_size=args.pool, projection_batch_size=args.batch)
         gen = None
         container = build(settings)
         head = container.supervisor.source.head()
@@ -412,18 +387,19 @@ def main() -> int:
             return 0
         mix = event_mix(container, args.batch)
         names = args.projections or list(container.projections)
-        variants = [v for v in args.variants if "catalogue" in names]
 
         read_decoded(container, args.batch)  # warm-up: the log into shared buffers / page cache
-        keys = ["read", "raw", "write_one", "write_many", *names, *[f"catalogue+{v}" for v in variants], "all_seq", "all_conc"]
+        keys = ["read", "raw", "write_one", "write_many", "write_copy", "all", *names, "all_seq"]
         rates: dict[str, list[float]] = {k: [] for k in keys}
         cores: dict[str, list[float]] = {k: [] for k in keys}
         ratios: dict[str, list[float]] = {k: [] for k in keys}
-        splits: dict[str, list[tuple[float, float, float]]] = {k: [] for k in keys}
+        splits: dict[str, list[tuple[float, ...]]] = {k: [] for k in keys}
         statements: dict[str, int] = {}
         mismatches: list[str] = []
+        loads: list[tuple[float, float, float]] = []
         for rep in range(args.reps):
             t0 = time.perf_counter()
+            loads.append(os.getloadavg())
             n, m = read_decoded(container, args.batch)
             ceiling = n / m.wall
             rates["read"].append(ceiling)
@@ -432,42 +408,26 @@ def main() -> int:
             rates["raw"].append(n / m.wall)
             cores["raw"].append(m.client_cores)
             if args.write_rows:
-                rate, m = write_ceiling(container, args.write_rows, args.batch, many=False)
-                rates["write_one"].append(rate)
-                cores["write_one"].append(m.client_cores)
-                rate, m = write_ceiling(container, args.write_rows, args.batch, many=True)
-                rates["write_many"].append(rate)
-                cores["write_many"].append(m.client_cores)
+                for key, many in (("write_one", False), ("write_many", True), ("write_copy", "copy")):
+                    rate, m = write_ceiling(container, args.write_rows, args.batch, many=many)
+                    rates[key].append(rate)
+                    cores[key].append(m.client_cores)
+            runs = [("all", names)] if len(names) > 1 else []
+            runs += [(name, [name]) for name in names]
             total = 0.0
-            for name in names:
-                r = rebuild(container, name)
+            for key, which in runs:
+                r = rebuild(container, which)
                 if r.applied != head:
-                    mismatches.append(f"{name}: applied {r.applied} of {head}")
-                rates[name].append(head / r.meter.wall)
-                cores[name].append(r.meter.client_cores)
-                splits[name].append((r.read_s / r.meter.wall, r.apply_s / r.meter.wall, r.other_s / r.meter.wall))
-                statements[name] = r.statements
-                total += r.meter.wall
-                print(f"  {name}: {r.meter.wall:.1f}s ({num(head / r.meter.wall)} events/s)", flush=True)
-            if len(names) > 1:
-                rates["all_seq"].append(head / total)
-            for v in variants:  # the same catalogue rebuild with a DDL change, undone afterwards (untimed)
-                catalogue_variant(container, v, True)
-                try:
-                    r = rebuild(container, "catalogue")
-                finally:
-                    catalogue_variant(container, v, False)
-                key = f"catalogue+{v}"
+                    mismatches.append(f"{key}: applied {r.applied} of {head}")
                 rates[key].append(head / r.meter.wall)
                 cores[key].append(r.meter.client_cores)
-                splits[key].append((r.read_s / r.meter.wall, r.apply_s / r.meter.wall, r.other_s / r.meter.wall))
+                splits[key].append(r.split())
                 statements[key] = r.statements
-                print(f"  catalogue+{v}: {r.meter.wall:.1f}s ({num(head / r.meter.wall)} events/s)", flush=True)
-            if args.concurrent:
-                run = rebuild_concurrently(container, names)
-                mismatches.extend(run.errors)
-                rates["all_conc"].append(head / run.wall)
-                cores["all_conc"].append(run.client_cores)
+                if key != "all":
+                    total += r.meter.wall
+                print(f"  {key}: {r.meter.wall:.1f}s ({num(head / r.meter.wall)} events/s)", flush=True)
+            if len(names) > 1:
+                rates["all_seq"].append(head / total)
             for key, values in rates.items():
                 if values and len(values) == rep + 1:
                     ratios[key].append(values[-1] / ceiling)
@@ -484,10 +444,10 @@ def main() -> int:
         "raw": "read the log, not decoded (`select_notifications`)",
         "write_one": f"SQL write ceiling: 1-row INSERT statements, {args.batch} per transaction (rows/s)",
         "write_many": f"SQL write ceiling: one executemany of {args.batch} rows per transaction (rows/s)",
-        **{n: f"rebuild `{n}`" for n in names},
-        **{f"catalogue+{v}": VARIANT_LABELS[v] for v in args.variants},
-        "all_seq": "all projections, sequential (= `rebuild --all`: sum of the round's rebuilds)",
-        "all_conc": f"all projections at once ({len(names)} threads)",
+        "write_copy": f"SQL write ceiling: one COPY of {args.batch} rows per transaction (rows/s)",
+        "all": f"**`rebuild --all`**: the {len(names)} projections in one pass (`supervisor.rebuild_all`)",
+        **{n: f"rebuild `{n}` alone" for n in names},
+        "all_seq": "all projections one after the other (sum of the round's single rebuilds)",
     }
     rows = []
     for key, label in labels.items():
@@ -496,16 +456,16 @@ def main() -> int:
         st = Stats.of(rates[key])
         c = num(Stats.of(cores[key]).median) if cores[key] else "–"
         if splits[key]:
-            split = " / ".join(f"{100 * Stats.of([x[i] for x in splits[key]]).median:.0f}" for i in range(3))
-            per_event = num(statements[key] / head)
+            split = " / ".join(f"{100 * Stats.of([x[i] for x in splits[key]]).median:.0f}" for i in range(5))
+            per_event = f"{statements[key] / head:.3f}"
         else:
             split, per_event = "–", "–"
         seconds = "–" if key.startswith("write") else num(head / st.median)
         rows.append([label, *st.cells(), f"{st.spread_pct:.0f}%", seconds,
                      pct(Stats.of(ratios[key]).median), split, per_event, c])
     table = markdown_table(["what (log events/s)", *STATS_HEADERS, "p90−p10 / median", "median s",
-                            "fraction of decoded read", "% read / apply / other", "SQL statements per log event",
-                            "client CPU (cores)"], rows)
+                            "fraction of decoded read", "% read / fold / write / index+switch / other",
+                            "SQL statements per log event", "client CPU (cores)"], rows)
     mix_rows = [[k, f"{v:,}", pct(v / head)] for k, v in mix.most_common()]
     gen_line = describe_generation(gen, reused)
     text = "\n".join([
@@ -513,21 +473,25 @@ def main() -> int:
         "",
         *[f"- {f}" for f in facts],
         f"- log: {head:,} events, {gen_line}.",
-        f"- {args.reps} rounds; projection batch size {args.batch}; each round: decoded read, raw read, every "
-        f"rebuild in the table's order{', the catalogue variants' if variants else ''}"
-        f"{', then all at once' if args.concurrent else ''}. Whole run: {total_s / 60:.1f} min.",
+        f"- {args.reps} rounds; live batch size {args.batch}, rebuild batch {max(args.batch, catchup.REBUILD_BATCH)}; "
+        f"each round: decoded read, raw read, write ceilings, `rebuild --all`, then every projection alone. "
+        f"Load average at the start of each round (1/5/15 min): "
+        f"{'; '.join(' / '.join(f'{x:.2f}' for x in load) for load in loads)}. Whole run: {total_s / 60:.1f} min.",
         *([f"- PROBLEMS: {'; '.join(mismatches[:5])}"] if mismatches else []),
         "",
         "## Throughput",
         "",
         table,
         "",
-        "`log events/s` = events in the log / wall seconds of the whole rebuild (reset + replay; every rebuild "
-        "reads the whole log). `% read / apply / other`: share of the rebuild's wall time spent in "
-        "`source.read` (select + decode), in the projection's handlers (SQL that folds events into rows), and "
-        "in the rest (reset, begin, tracking claim, commit). `SQL statements`: statements the read-model engine "
-        "sent (an executemany counts once). `client CPU (cores)`: CPU seconds of the benchmark process per wall "
-        "second; Postgres runs on the same 2 cores.",
+        "`log events/s` = events in the log / wall seconds of the whole rebuild (tables built beside, one pass "
+        "over the log, indexes, switch; every rebuild reads the whole log). `% read / fold / write / "
+        "index+switch / other`: share of the rebuild's wall time spent in the pass's `source.read` (select + "
+        "decode), in the projections' handlers (Python, with the loads of what a batch touches: none in a "
+        "rebuild), in writing the folded rows (COPY into the new tables), in building the new tables' indexes "
+        "and switching to them (with what was logged meanwhile), and in the rest (creating the tables, "
+        "transactions). `SQL statements`: statements the read-model engine sent (an executemany or a COPY "
+        "counts once). `client CPU (cores)`: CPU seconds of the benchmark process per wall second; Postgres "
+        "runs on the same 2 cores.",
         "",
         "## The log",
         "",

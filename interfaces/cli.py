@@ -103,8 +103,12 @@ def projections_status(as_json: bool) -> None:
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="rebuild every projection")
 def projections_rebuild(name: str | None, all_: bool) -> None:
-    """Reset a projection (or --all) and replay it from position zero."""
+    """Rebuild a projection (or --all) from position zero: SQL read models are built beside their
+    live tables in one pass over the log and switched to at the end (reads keep answering)."""
     from tqdm import tqdm
+
+    from projections.catchup import RebuildFailed
+    from projections.supervisor import VECTORS
 
     container = _container(vectors=all_ or name == "vectors")
     try:
@@ -113,17 +117,39 @@ def projections_rebuild(name: str | None, all_: bool) -> None:
         unknown = [n for n in names if n not in supervisor.names]
         if not names or unknown:
             raise click.UsageError(f"name one of {', '.join(supervisor.names)} or pass --all")
-        if "vectors" in names and container.vector_projection is None:
+        if VECTORS in names and container.vector_projection is None:
             raise click.ClickException(
                 f"cannot open the vector index ({container.vectors_error}): stop the API first, "
                 "or rebuild the SQL projections by name")
         head = supervisor.source.head()
-        for n in names:
+        sql = [n for n in names if n != VECTORS]
+        failed: dict[str, BaseException] = {}
+        if sql:
+            label = sql[0] if len(sql) == 1 else f"{len(sql)} projections, one pass"
             started = time.perf_counter()
-            with tqdm(total=head, desc=n, unit="ev") as bar:
-                applied = supervisor.rebuild(n, progress=bar.update)
+            with tqdm(total=head, desc=label, unit="ev") as bar:
+                try:
+                    rebuilt = supervisor.rebuild_all(sql, progress=bar.update)
+                except RebuildFailed as exc:
+                    rebuilt, failed = exc.rebuilt, exc.failures
             elapsed = time.perf_counter() - started
-            click.echo(f"{n}: {applied} events in {elapsed:.2f}s ({applied / elapsed if elapsed else 0:,.0f} events/s)")
+            for n in sql:
+                if n in rebuilt:
+                    click.echo(f"{n}: {rebuilt[n]} events")
+                else:
+                    click.echo(f"{n}: FAILED ({type(failed[n]).__name__}: {failed[n]}); its tables are unchanged")
+            applied = max(rebuilt.values(), default=0)
+            click.echo(f"rebuilt {len(rebuilt)} of {len(sql)} in {elapsed:.2f}s, reading the log once "
+                       f"({applied / elapsed if elapsed else 0:,.0f} events/s)")
+        if VECTORS in names:
+            started = time.perf_counter()
+            with tqdm(total=head, desc=VECTORS, unit="ev") as bar:
+                applied = supervisor.rebuild(VECTORS, progress=bar.update)
+            elapsed = time.perf_counter() - started
+            click.echo(f"{VECTORS}: {applied} events in {elapsed:.2f}s "
+                       f"({applied / elapsed if elapsed else 0:,.0f} events/s)")
+        if failed:
+            raise click.ClickException(f"{len(failed)} projection(s) failed to rebuild: {', '.join(failed)}")
     finally:
         container.close()
 

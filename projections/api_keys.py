@@ -1,13 +1,15 @@
 """API keys' metadata: prefix, name, permissions, created, revoked. Never the hash."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, DateTime, String, Table, insert, update
+from sqlalchemy import JSON, Column, DateTime, String, Table
 
 from domain.api_key import ApiKey
 from projections.base import Projection
+from projections.batch import Unit
 from projections.db import metadata
 from projections.events import Envelope
 from projections.tenancy import rows_of
@@ -30,21 +32,25 @@ class ApiKeys(Projection):
     name = "api_keys"
     tables = (api_keys,)
 
+    def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
+        for env in batch:
+            if isinstance(env.event, ApiKey.Revoked):
+                unit[api_keys].need((env.org_id, env.target_id))
+
     @singledispatchmethod
-    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+    def when(self, event: Any, env: Envelope, unit: Unit) -> None:
         pass
 
     @when.register
-    def _(self, event: ApiKey.Issued, env: Envelope, conn: Connection) -> None:
+    def _(self, event: ApiKey.Issued, env: Envelope, unit: Unit) -> None:
         e = event
-        conn.execute(insert(api_keys).values(
+        unit[api_keys].insert(dict(
             org_id=env.org_id, key_id=env.target_id, name=e.name, prefix=e.prefix, permissions=list(e.permissions),
-            created_at=env.at, created_by=env.actor))
+            created_at=env.at, created_by=env.actor, revoked_at=None, revoked_by=None))
 
     @when.register
-    def _(self, event: ApiKey.Revoked, env: Envelope, conn: Connection) -> None:
-        conn.execute(update(api_keys).where(api_keys.c.org_id == env.org_id, api_keys.c.key_id == env.target_id)
-                     .values(revoked_at=env.at, revoked_by=env.actor))
+    def _(self, event: ApiKey.Revoked, env: Envelope, unit: Unit) -> None:
+        unit[api_keys].update((env.org_id, env.target_id), revoked_at=env.at, revoked_by=env.actor)
 
     def list(self, org_id: str, include_revoked: bool = True) -> list[dict[str, Any]]:
         query = rows_of(api_keys, org_id)

@@ -51,6 +51,18 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+_ACTIONS: dict[type, tuple[str, str]] = {}
+
+
+def _action(cls: type) -> tuple[str, str]:
+    """(action, target type) of an event class: `prompt.label_moved`, `prompt`."""
+    found = _ACTIONS.get(cls)
+    if found is None:
+        aggregate, _, event_name = cls.__qualname__.rpartition(".")
+        found = _ACTIONS[cls] = (f"{_snake(aggregate)}.{_snake(event_name)}", _snake(aggregate))
+    return found
+
+
 class AuditLog(AppendOnlyProjection):
     name = "audit"
     table = audit_log
@@ -60,11 +72,11 @@ class AuditLog(AppendOnlyProjection):
     def row(self, event: Any, env: Envelope) -> dict[str, Any] | None:
         """Every event is an action, except the index aggregates' (storage mechanics)."""
         e = event
-        aggregate, _, event_name = type(e).__qualname__.rpartition(".")
+        action, target_type = _action(type(e))
         details = {k: json_safe(v) for k, v in vars(e).items() if k in SAFE_DETAILS}
         return dict(
             org_id=env.org_id, position=env.position, occurred_at=env.at, actor=env.actor,
-            action=f"{_snake(aggregate)}.{_snake(event_name)}", target_type=_snake(aggregate),
+            action=action, target_type=target_type,
             target_id=env.target_id, request_id=env.request_id[:128], details=details,
         )
 

@@ -7,16 +7,17 @@ must not change the feed. Changes about members, keys and the organisation's set
 The feed keeps its own table of prompt names, so every change can say which prompt it is about."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Index, Integer, String, Table, func, insert
-from sqlalchemy import select, update
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, String, Table, func, select
 
 from domain.prompt import Prompt
 from domain.release import Release
 from domain.review import ReviewRequest
 from projections.base import Projection, json_safe
+from projections.batch import Unit
 from projections.db import metadata
 from projections.events import Envelope
 from projections.paging import clamp
@@ -45,51 +46,74 @@ change_names = Table(
     Column("name", String(200), nullable=False),
 )
 
+#: DETAILS names that an event class itself has (a class attribute or property: `hasattr` on an event).
+_CLASS_DETAILS: dict[type, frozenset[str]] = {}
+
+
+def _details(e: Any) -> dict[str, Any]:
+    """The event's attributes named in DETAILS, leaving out empty ones (None, "", [])."""
+    fields = vars(e)
+    cls = type(e)
+    fixed = _CLASS_DETAILS.get(cls)
+    if fixed is None:
+        fixed = _CLASS_DETAILS[cls] = frozenset(k for k in DETAILS if hasattr(cls, k))
+    out = {}
+    for k in DETAILS:
+        if k in fields or k in fixed:
+            value = getattr(e, k)
+            if value not in (None, "", []):
+                out[k] = json_safe(value)
+    return out
+
+
 class Changes(Projection):
     name = "changes"
     tables = (changes, change_names)
+    appended = (changes,)
+
+    def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
+        names = unit[change_names]
+        for env in batch:
+            if isinstance(env.event, Prompt.Event) and not isinstance(env.event, Prompt.Created):
+                names.need((env.org_id, env.target_id))
 
     @singledispatchmethod
-    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+    def when(self, event: Any, env: Envelope, unit: Unit) -> None:
         kind = TYPES.get(type(event))
         if kind is None or not env.org_id:
             return
         row = {"prompt_id": None, "name": None, "version": None, "label": None}
         if isinstance(event, Prompt.Event):
-            row.update(prompt_id=env.target_id, name=self._name(conn, env), label=getattr(event, "label", None),
+            found = unit[change_names].get((env.org_id, env.target_id))
+            row.update(prompt_id=env.target_id, name=found["name"] if found else None,
+                       label=getattr(event, "label", None),
                        version=getattr(event, "version", getattr(event, "to_version", None)))
             if isinstance(event, Prompt.Created):
                 row["version"] = 1
         elif isinstance(event, ReviewRequest.Event | Release.Event):
             row["label"] = getattr(event, "label", None)
-        self._add(conn, env, kind, row)
+        self._add(unit, env, kind, row)
 
     @when.register
-    def _(self, event: Prompt.Created, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(change_names).values(org_id=env.org_id, prompt_id=env.target_id, name=event.name))
-        self._add(conn, env, TYPES[Prompt.Created], {"prompt_id": env.target_id, "name": event.name, "version": 1,
+    def _(self, event: Prompt.Created, env: Envelope, unit: Unit) -> None:
+        unit[change_names].insert(dict(org_id=env.org_id, prompt_id=env.target_id, name=event.name))
+        self._add(unit, env, TYPES[Prompt.Created], {"prompt_id": env.target_id, "name": event.name, "version": 1,
                                                      "label": None})
 
     @when.register
-    def _(self, event: Prompt.Renamed, env: Envelope, conn: Connection) -> None:
-        conn.execute(update(change_names).where(change_names.c.org_id == env.org_id,
-                                                change_names.c.prompt_id == env.target_id).values(name=event.to_name))
-        self._add(conn, env, TYPES[Prompt.Renamed], {"prompt_id": env.target_id, "name": event.to_name,
+    def _(self, event: Prompt.Renamed, env: Envelope, unit: Unit) -> None:
+        unit[change_names].update((env.org_id, env.target_id), name=event.to_name)
+        self._add(unit, env, TYPES[Prompt.Renamed], {"prompt_id": env.target_id, "name": event.to_name,
                                                      "version": None, "label": None})
 
     @staticmethod
-    def _name(conn: Connection, env: Envelope) -> str | None:
-        return conn.execute(select(change_names.c.name).where(change_names.c.org_id == env.org_id,
-                                                               change_names.c.prompt_id == env.target_id)).scalar()
-
-    @staticmethod
-    def _add(conn: Connection, env: Envelope, kind: tuple[str, str], row: dict[str, Any]) -> None:
+    def _add(unit: Unit, env: Envelope, kind: tuple[str, str], row: dict[str, Any]) -> None:
         e = env.event
-        details = {k: json_safe(getattr(e, k)) for k in DETAILS if hasattr(e, k) and getattr(e, k) not in (None, "", [])}
+        details = _details(e)
         if isinstance(e, ReviewRequest.Requested | Release.Created):
             details["moves"] = json_safe(e.moves)
-        conn.execute(insert(changes).values(org_id=env.org_id, position=env.position, at=env.at, type=kind[0],
-                                            audience=kind[1], actor=env.actor, details=details, **row))
+        unit[changes].add(dict(org_id=env.org_id, position=env.position, at=env.at, type=kind[0], audience=kind[1],
+                               actor=env.actor, details=details, **row))
 
     # -- queries ----------------------------------------------------------------------------
     def after(self, org_id: str, position: int, *, audit: bool, limit: int = 100) -> list[dict[str, Any]]:

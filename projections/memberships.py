@@ -1,14 +1,16 @@
 """Organisations, their members, and the users' directory (per user: orgs; per org: members)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, DateTime, Integer, String, Table, delete, insert, select, update
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, select
 
 from domain.organisation import Organisation
 from domain.user import User
 from projections.base import Projection
+from projections.batch import Unit
 from projections.db import metadata
 from projections.events import Envelope
 from projections.tenancy import rows_of
@@ -43,65 +45,77 @@ users = Table(
 class Memberships(Projection):
     name = "memberships"
     tables = (users, organisations, memberships)
+
+    def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
+        orgs, members = unit[organisations], unit[memberships]
+        for env in batch:
+            e = env.event
+            if isinstance(e, Organisation.Event):
+                orgs.need((env.org_id,))
+                user_id = getattr(e, "user_id", None)
+                if user_id is not None:
+                    members.need((env.org_id, str(user_id)))
+
     @singledispatchmethod
-    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+    def when(self, event: Any, env: Envelope, unit: Unit) -> None:
         pass
 
     @when.register
-    def _(self, event: User.Registered, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(users).values(user_id=env.target_id, email=event.email, display_name=event.display_name,
-                                          registered_at=env.at))
+    def _(self, event: User.Registered, env: Envelope, unit: Unit) -> None:
+        unit[users].insert(dict(user_id=env.target_id, email=event.email, display_name=event.display_name,
+                                registered_at=env.at))
 
     @when.register
-    def _(self, event: Organisation.Created, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(organisations).values(
+    def _(self, event: Organisation.Created, env: Envelope, unit: Unit) -> None:
+        unit[organisations].insert(dict(
             org_id=env.org_id, name=event.name, plan=event.plan, prompt_count=0, active_api_keys=0, created_at=env.at,
             created_by=env.actor, position=env.position))
-        conn.execute(insert(memberships).values(org_id=env.org_id, user_id=str(event.owner_id), role="owner",
-                                                since=env.at))
+        unit[memberships].insert(dict(org_id=env.org_id, user_id=str(event.owner_id), role="owner", since=env.at))
 
     @staticmethod
-    def _org(conn: Connection, env: Envelope, **values: Any) -> None:
-        conn.execute(update(organisations).where(organisations.c.org_id == env.org_id)
-                     .values(position=env.position, **values))
+    def _org(unit: Unit, env: Envelope, **values: Any) -> None:
+        unit[organisations].update((env.org_id,), position=env.position, **values)
+
+    @staticmethod
+    def _count(unit: Unit, env: Envelope, column: str, delta: int) -> None:
+        row = unit[organisations].get((env.org_id,))
+        if row is not None:
+            unit[organisations].update((env.org_id,), position=env.position, **{column: row[column] + delta})
 
     @when.register
-    def _(self, event: Organisation.Renamed, env: Envelope, conn: Connection) -> None:
-        self._org(conn, env, name=event.name)
+    def _(self, event: Organisation.Renamed, env: Envelope, unit: Unit) -> None:
+        self._org(unit, env, name=event.name)
 
     @when.register
-    def _(self, event: Organisation.PlanChanged, env: Envelope, conn: Connection) -> None:
-        self._org(conn, env, plan=event.plan)
+    def _(self, event: Organisation.PlanChanged, env: Envelope, unit: Unit) -> None:
+        self._org(unit, env, plan=event.plan)
 
     @when.register
-    def _(self, event: Organisation.PromptAdded, env: Envelope, conn: Connection) -> None:
-        self._org(conn, env, prompt_count=organisations.c.prompt_count + 1)
+    def _(self, event: Organisation.PromptAdded, env: Envelope, unit: Unit) -> None:
+        self._count(unit, env, "prompt_count", 1)
 
     @when.register
-    def _(self, event: Organisation.ApiKeyAdded, env: Envelope, conn: Connection) -> None:
-        self._org(conn, env, active_api_keys=organisations.c.active_api_keys + 1)
+    def _(self, event: Organisation.ApiKeyAdded, env: Envelope, unit: Unit) -> None:
+        self._count(unit, env, "active_api_keys", 1)
 
     @when.register
-    def _(self, event: Organisation.ApiKeyReleased, env: Envelope, conn: Connection) -> None:
-        self._org(conn, env, active_api_keys=organisations.c.active_api_keys - 1)
+    def _(self, event: Organisation.ApiKeyReleased, env: Envelope, unit: Unit) -> None:
+        self._count(unit, env, "active_api_keys", -1)
 
     @when.register
-    def _(self, event: Organisation.MemberAdded, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(memberships).values(org_id=env.org_id, user_id=str(event.user_id), role=event.role,
-                                                since=env.at))
-        self._org(conn, env)
+    def _(self, event: Organisation.MemberAdded, env: Envelope, unit: Unit) -> None:
+        unit[memberships].insert(dict(org_id=env.org_id, user_id=str(event.user_id), role=event.role, since=env.at))
+        self._org(unit, env)
 
     @when.register
-    def _(self, event: Organisation.MemberRoleChanged, env: Envelope, conn: Connection) -> None:
-        conn.execute(update(memberships).where(memberships.c.org_id == env.org_id,
-                                               memberships.c.user_id == str(event.user_id)).values(role=event.new_role))
-        self._org(conn, env)
+    def _(self, event: Organisation.MemberRoleChanged, env: Envelope, unit: Unit) -> None:
+        unit[memberships].update((env.org_id, str(event.user_id)), role=event.new_role)
+        self._org(unit, env)
 
     @when.register
-    def _(self, event: Organisation.MemberRemoved, env: Envelope, conn: Connection) -> None:
-        conn.execute(delete(memberships).where(memberships.c.org_id == env.org_id,
-                                               memberships.c.user_id == str(event.user_id)))
-        self._org(conn, env)
+    def _(self, event: Organisation.MemberRemoved, env: Envelope, unit: Unit) -> None:
+        unit[memberships].delete((env.org_id, str(event.user_id)))
+        self._org(unit, env)
 
     # -- queries ----------------------------------------------------------------------------
     def orgs_of(self, user_id: str) -> list[dict[str, Any]]:

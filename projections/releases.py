@@ -1,13 +1,15 @@
 """Releases: several prompts moved under one label in one step, and their rollbacks."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, String, Table, Text, insert, update
+from sqlalchemy import JSON, BigInteger, Column, DateTime, String, Table, Text
 
 from domain.release import Release
 from projections.base import Projection, json_safe
+from projections.batch import Unit
 from projections.db import metadata
 from projections.events import Envelope
 from projections.paging import clamp
@@ -33,21 +35,25 @@ class Releases(Projection):
     name = "releases"
     tables = (releases,)
 
+    def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
+        for env in batch:
+            if isinstance(env.event, Release.RolledBack):
+                unit[releases].need((env.org_id, env.target_id))
+
     @singledispatchmethod
-    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+    def when(self, event: Any, env: Envelope, unit: Unit) -> None:
         pass
 
     @when.register
-    def _(self, event: Release.Created, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(releases).values(
+    def _(self, event: Release.Created, env: Envelope, unit: Unit) -> None:
+        unit[releases].insert(dict(
             org_id=env.org_id, release_id=env.target_id, label=event.label, moves=json_safe(event.moves),
             reason=event.reason, review_id=event.review_id or None, rollback_of=event.rollback_of or None,
-            created_at=env.at, created_by=env.actor, position=env.position))
+            rolled_back_by=None, created_at=env.at, created_by=env.actor, position=env.position))
 
     @when.register
-    def _(self, event: Release.RolledBack, env: Envelope, conn: Connection) -> None:
-        conn.execute(update(releases).where(releases.c.org_id == env.org_id, releases.c.release_id == env.target_id)
-                     .values(rolled_back_by=event.rollback_release_id))
+    def _(self, event: Release.RolledBack, env: Envelope, unit: Unit) -> None:
+        unit[releases].update((env.org_id, env.target_id), rolled_back_by=event.rollback_release_id)
 
     def list(self, org_id: str, *, label: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         query = rows_of(releases, org_id)

@@ -1,14 +1,15 @@
 """Review requests: open and decided requests per organisation and per prompt, with their history."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Index, Integer, String, Table, Text, exists
-from sqlalchemy import insert, select, update
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, String, Table, Text, exists
 
 from domain.review import ReviewRequest
 from projections.base import Projection, json_safe
+from projections.batch import Unit
 from projections.db import metadata
 from projections.events import Envelope
 from projections.paging import clamp
@@ -50,50 +51,59 @@ review_prompts = Table(
 class Reviews(Projection):
     name = "reviews"
     tables = (reviews, review_prompts)
+    appended = (review_prompts,)
+    sql_null = {reviews: ("conflicts",)}
+
+    def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
+        for env in batch:
+            if isinstance(env.event, ReviewRequest.Event) and not isinstance(env.event, ReviewRequest.Requested):
+                unit[reviews].need((env.org_id, env.target_id))
 
     @singledispatchmethod
-    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+    def when(self, event: Any, env: Envelope, unit: Unit) -> None:
         pass
 
     @when.register
-    def _(self, event: ReviewRequest.Requested, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(reviews).values(
+    def _(self, event: ReviewRequest.Requested, env: Envelope, unit: Unit) -> None:
+        unit[reviews].insert(dict(
             org_id=env.org_id, review_id=env.target_id, kind=event.kind, label=event.label, status="open",
             moves=json_safe(event.moves), reason=event.reason, requested_by=env.actor, requester=event.requester,
             approvals_required=event.approvals_required, approver_roles=list(event.approver_roles), approvals=[],
             release_id=event.release_id or None, created_at=env.at, updated_at=env.at, position=env.position))
         prompt_ids = sorted({m["prompt_id"] for m in event.moves})
-        conn.execute(insert(review_prompts), [{"org_id": env.org_id, "review_id": env.target_id, "prompt_id": p}
-                                              for p in prompt_ids])
+        unit[review_prompts].extend({"org_id": env.org_id, "review_id": env.target_id, "prompt_id": p}
+                                    for p in prompt_ids)
 
     @when.register
-    def _(self, event: ReviewRequest.Approved, env: Envelope, conn: Connection) -> None:
-        current = conn.execute(select(reviews.c.approvals).where(*self._key(env))).scalar_one()
+    def _(self, event: ReviewRequest.Approved, env: Envelope, unit: Unit) -> None:
+        row = unit[reviews].get(self._key(env))
+        if row is None:
+            raise LookupError(f"reviews: no review {env.target_id} to approve (position {env.position})")
         approval = {"by": env.actor, "approver": event.approver, "comment": event.comment, "at": env.at.isoformat()}
-        self._touch(conn, env, approvals=[*current, approval])
+        self._touch(unit, env, approvals=[*row["approvals"], approval])
 
     @when.register
-    def _(self, event: ReviewRequest.Rejected, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, status="rejected", decided_by=env.actor, comment=event.comment)
+    def _(self, event: ReviewRequest.Rejected, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, status="rejected", decided_by=env.actor, comment=event.comment)
 
     @when.register
-    def _(self, event: ReviewRequest.Withdrawn, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, status="withdrawn", decided_by=env.actor)
+    def _(self, event: ReviewRequest.Withdrawn, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, status="withdrawn", decided_by=env.actor)
 
     @when.register
-    def _(self, event: ReviewRequest.Applied, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, status="applied", decided_by=env.actor, release_id=event.release_id or None)
+    def _(self, event: ReviewRequest.Applied, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, status="applied", decided_by=env.actor, release_id=event.release_id or None)
 
     @when.register
-    def _(self, event: ReviewRequest.Superseded, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, status="superseded", decided_by=env.actor, conflicts=json_safe(event.conflicts))
+    def _(self, event: ReviewRequest.Superseded, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, status="superseded", decided_by=env.actor, conflicts=json_safe(event.conflicts))
 
     @staticmethod
-    def _key(env: Envelope):
-        return reviews.c.org_id == env.org_id, reviews.c.review_id == env.target_id
+    def _key(env: Envelope) -> tuple[str, str]:
+        return env.org_id, env.target_id
 
-    def _touch(self, conn: Connection, env: Envelope, **values: Any) -> None:
-        conn.execute(update(reviews).where(*self._key(env)).values(updated_at=env.at, position=env.position, **values))
+    def _touch(self, unit: Unit, env: Envelope, **values: Any) -> None:
+        unit[reviews].update(self._key(env), updated_at=env.at, position=env.position, **values)
 
     # -- queries ----------------------------------------------------------------------------
     def list(self, org_id: str, *, status: str | None = None, prompt_id: str | None = None,

@@ -5,14 +5,16 @@ A session is active when it is not revoked and was opened in the user's current 
 epoch (logout-all and password changes start a new epoch)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, DateTime, Integer, String, Table, insert, select, update
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, select
 
 from domain.session import Session
 from domain.user import User
 from projections.base import Projection
+from projections.batch import Unit
 from projections.db import metadata
 from projections.events import Envelope
 from projections.paging import clamp
@@ -41,37 +43,52 @@ session_epochs = Table(
 class Sessions(Projection):
     name = "sessions"
     tables = (sessions, session_epochs)
+    groups = {sessions: ("session_id",)}  # refreshes and revocations name the session, not its user
+
+    def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
+        for env in batch:
+            e = env.event
+            if isinstance(e, (User.PasswordChanged, User.AllSessionsRevoked)):
+                unit[session_epochs].need((env.target_id,))
+            elif isinstance(e, (Session.Refreshed, Session.Revoked)):
+                unit[sessions].need_group((env.target_id,))
 
     @singledispatchmethod
-    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+    def when(self, event: Any, env: Envelope, unit: Unit) -> None:
         pass
 
     @when.register
-    def _(self, event: User.Registered, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(session_epochs).values(user_id=env.target_id, epoch=0))
+    def _(self, event: User.Registered, env: Envelope, unit: Unit) -> None:
+        unit[session_epochs].insert(dict(user_id=env.target_id, epoch=0))
 
     @when.register(User.PasswordChanged)
     @when.register(User.AllSessionsRevoked)
-    def _(self, event: Any, env: Envelope, conn: Connection) -> None:
-        conn.execute(update(session_epochs).where(session_epochs.c.user_id == env.target_id)
-                     .values(epoch=session_epochs.c.epoch + 1))
+    def _(self, event: Any, env: Envelope, unit: Unit) -> None:
+        epochs = unit[session_epochs]
+        row = epochs.get((env.target_id,))
+        if row is not None:
+            epochs.update((env.target_id,), epoch=row["epoch"] + 1)
 
     @when.register
-    def _(self, event: Session.Opened, env: Envelope, conn: Connection) -> None:
+    def _(self, event: Session.Opened, env: Envelope, unit: Unit) -> None:
         e = event
-        conn.execute(insert(sessions).values(
+        unit[sessions].insert(dict(
             user_id=str(e.user_id), session_id=env.target_id, opened_at=env.at, user_agent=(e.user_agent or "")[:200],
             epoch=e.epoch, generation=0, position=env.position))
 
-    @when.register
-    def _(self, event: Session.Refreshed, env: Envelope, conn: Connection) -> None:
-        conn.execute(update(sessions).where(sessions.c.session_id == env.target_id)
-                     .values(generation=env.event.generation, last_refreshed_at=env.at, position=env.position))
+    @staticmethod
+    def _session(unit: Unit, env: Envelope, **values: Any) -> None:
+        rows = unit[sessions]
+        for key in rows.group((env.target_id,)):
+            rows.update(key, position=env.position, **values)
 
     @when.register
-    def _(self, event: Session.Revoked, env: Envelope, conn: Connection) -> None:
-        conn.execute(update(sessions).where(sessions.c.session_id == env.target_id)
-                     .values(revoked_at=env.at, revoked_reason=env.event.reason[:64], position=env.position))
+    def _(self, event: Session.Refreshed, env: Envelope, unit: Unit) -> None:
+        self._session(unit, env, generation=env.event.generation, last_refreshed_at=env.at)
+
+    @when.register
+    def _(self, event: Session.Revoked, env: Envelope, unit: Unit) -> None:
+        self._session(unit, env, revoked_at=env.at, revoked_reason=env.event.reason[:64])
 
     # -- queries ----------------------------------------------------------------------------
     def list(self, user_id: str, *, include_inactive: bool = False, limit: int = 100) -> list[dict[str, Any]]:

@@ -119,14 +119,33 @@ class ProjectionSupervisor:
 
     # -- rebuild ----------------------------------------------------------------------------
     def rebuild(self, name: str, progress: Callable[[int], None] | None = None) -> int:
-        """Reset one projection and replay the whole log into it."""
-        if name == VECTORS:
-            if self.vectors is None:
-                raise ValueError("the vector index is not open in this process")
+        """Replay the whole log into one projection: SQL read models are built beside their live
+        tables and switched to (reads keep answering meanwhile); the vector index is reset and replayed."""
+        return self.rebuild_all([name], progress)[name]
+
+    def rebuild_all(self, names: list[str] | None = None, progress: Callable[[int], None] | None = None,
+                    timings: dict[str, dict[str, float]] | None = None) -> dict[str, int]:
+        """Rebuild the named projections (default: every SQL read model, and the vector index when
+        this process writes it). The SQL read models are rebuilt in ONE pass over the log
+        (catchup.rebuild): each batch is read and decoded once and folded into every projection's
+        new tables. Returns the events folded per projection; raises catchup.RebuildFailed naming
+        those that failed (left as they were) after the others were rebuilt."""
+        wanted = names if names is not None else [*self.sql, *([VECTORS] if self.vectors else [])]
+        unknown = [n for n in wanted if n not in self.sql and n != VECTORS]
+        if unknown:
+            raise KeyError(f"no such projection: {', '.join(unknown)}")
+        if VECTORS in wanted and self.vectors is None:
+            raise ValueError("the vector index is not open in this process")
+        sql = [self.sql[n] for n in wanted if n in self.sql]
+        try:
+            rebuilt = catchup.rebuild(sql, self.source, batch_size=max(self.batch_size, catchup.REBUILD_BATCH),
+                                      progress=progress, timings=timings) if sql else {}
+        finally:
+            self._notify()
+        if VECTORS in wanted:
             self.vectors.reset()
-            return self.vectors.catch_up(self.source, VECTOR_BATCH, progress)
-        catchup.reset(self.sql[name])
-        return catchup.catch_up(self.sql[name], self.source, self.batch_size, progress)
+            rebuilt[VECTORS] = self.vectors.catch_up(self.source, VECTOR_BATCH, progress)
+        return rebuilt
 
     # -- status and waits -------------------------------------------------------------------
     def status(self) -> list[ProjectionStatus]:

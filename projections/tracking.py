@@ -103,6 +103,11 @@ def rewind(conn: Connection, name: str) -> None:
     conn.execute(update(tracking).where(tracking.c.name == name).values(position=0, event_at=None))
 
 
+def move(conn: Connection, name: str, position: int, event_at: datetime | None) -> None:
+    """Set the position outright (a rebuild switching to its tables, holding the row's lock)."""
+    conn.execute(update(tracking).where(tracking.c.name == name).values(position=position, event_at=event_at))
+
+
 # -- schema versions ------------------------------------------------------------------------
 def schema_version(conn: Connection, name: str) -> int | None:
     return conn.execute(select(schemas.c.version).where(schemas.c.name == name)).scalar()

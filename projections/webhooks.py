@@ -1,14 +1,15 @@
 """Webhook definitions per organisation (never their secrets: those are derived, adr/0016)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Connection, DateTime, Integer, String, Table, Text
-from sqlalchemy import insert, select, update
+from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Integer, String, Table, Text, select
 
 from domain.webhook import Webhook
 from projections.base import Projection
+from projections.batch import Unit
 from projections.db import metadata
 from projections.events import Envelope
 from projections.tenancy import rows_of
@@ -35,41 +36,45 @@ class Webhooks(Projection):
     name = "webhooks"
     tables = (webhooks,)
 
+    def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
+        for env in batch:
+            if isinstance(env.event, Webhook.Event) and not isinstance(env.event, Webhook.Created):
+                unit[webhooks].need((env.org_id, env.target_id))
+
     @singledispatchmethod
-    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+    def when(self, event: Any, env: Envelope, unit: Unit) -> None:
         pass
 
     @when.register
-    def _(self, event: Webhook.Created, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(webhooks).values(
+    def _(self, event: Webhook.Created, env: Envelope, unit: Unit) -> None:
+        unit[webhooks].insert(dict(
             org_id=env.org_id, webhook_id=env.target_id, url=event.url, events=list(event.events),
             description=event.description, enabled=True, disabled_reason="", generation=1,
             created_position=env.position, created_at=env.at, created_by=env.actor, updated_at=env.at))
 
     @when.register
-    def _(self, event: Webhook.Updated, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, url=event.url, events=list(event.events), description=event.description)
+    def _(self, event: Webhook.Updated, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, url=event.url, events=list(event.events), description=event.description)
 
     @when.register
-    def _(self, event: Webhook.SecretRotated, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, generation=event.generation)
+    def _(self, event: Webhook.SecretRotated, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, generation=event.generation)
 
     @when.register
-    def _(self, event: Webhook.Disabled, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, enabled=False, disabled_reason=event.reason)
+    def _(self, event: Webhook.Disabled, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, enabled=False, disabled_reason=event.reason)
 
     @when.register
-    def _(self, event: Webhook.Enabled, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, enabled=True, disabled_reason="")
+    def _(self, event: Webhook.Enabled, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, enabled=True, disabled_reason="")
 
     @when.register
-    def _(self, event: Webhook.Deleted, env: Envelope, conn: Connection) -> None:
-        conn.execute(webhooks.delete().where(webhooks.c.org_id == env.org_id, webhooks.c.webhook_id == env.target_id))
+    def _(self, event: Webhook.Deleted, env: Envelope, unit: Unit) -> None:
+        unit[webhooks].delete((env.org_id, env.target_id))
 
     @staticmethod
-    def _touch(conn: Connection, env: Envelope, **values: Any) -> None:
-        conn.execute(update(webhooks).where(webhooks.c.org_id == env.org_id, webhooks.c.webhook_id == env.target_id)
-                     .values(updated_at=env.at, **values))
+    def _touch(unit: Unit, env: Envelope, **values: Any) -> None:
+        unit[webhooks].update((env.org_id, env.target_id), updated_at=env.at, **values)
 
     # -- queries ----------------------------------------------------------------------------
     def list(self, org_id: str) -> list[dict[str, Any]]:
@@ -85,3 +90,8 @@ class Webhooks(Projection):
         """Every organisation's enabled webhooks (for the delivery worker)."""
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(webhooks).where(webhooks.c.enabled.is_(True)))]
+
+    def disabled(self) -> set[str]:
+        """Ids of every organisation's disabled webhooks (the delivery worker leaves them alone)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(webhooks.c.webhook_id).where(webhooks.c.enabled.is_(False))).scalars())

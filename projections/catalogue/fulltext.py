@@ -2,7 +2,9 @@
 
 The full-text index is derived from `rm_prompts` inside the database itself (FTS5 triggers on
 SQLite, an expression GIN index on Postgres), so it changes in the same transaction as the
-catalogue rows and is rebuilt with them: no separate position to track."""
+catalogue rows and is rebuilt with them: no separate position to track. A rebuild beside the live
+tables (projections.beside) builds it once, after loading the rows: the GIN index on the new table
+before the switch (Postgres), the FTS5 index from the renamed table in the switch (SQLite)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DDL, Engine, event, text
+from sqlalchemy import DDL, Connection, Engine, event, text
 
 from domain.values import AUTOMATIC_LABELS
+from projections import beside
 from projections.catalogue.tables import prompts
 
 _SQLITE_DDL = [
@@ -49,6 +52,26 @@ for statement in _SQLITE_DDL:
 event.listen(prompts, "before_drop", DDL("DROP TABLE IF EXISTS rm_prompts_fts").execute_if(dialect="sqlite"))
 for statement in _PG_DDL:
     event.listen(prompts, "after_create", DDL(statement).execute_if(dialect="postgresql"))
+
+
+def _index_beside(conn: Connection, table: str) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'CREATE INDEX "ix_rm_prompts_fts{beside.SUFFIX}" ON "{table}" USING gin ({_pg_vector()})')
+
+
+def _before_switch(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":  # its triggers go with the old table
+        conn.exec_driver_sql("DROP TABLE IF EXISTS rm_prompts_fts")
+
+
+def _after_switch(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        for statement in _SQLITE_DDL:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("INSERT INTO rm_prompts_fts(rm_prompts_fts) VALUES ('rebuild')")
+
+
+beside.register(prompts.name, index=_index_beside, before_switch=_before_switch, after_switch=_after_switch)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 32

@@ -6,12 +6,13 @@ includes resolved, version history, diffs, dependents, keyword search) all come 
 one position: a label never points at a version the read model does not hold."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import Connection, Integer, and_, delete, exists, func, insert, literal, null, or_, select, update
+from sqlalchemy import Integer, and_, exists, func, literal, null, or_
 
 from domain.composition import Lookup, Resolution, Target, has_includes, resolve
 from domain.errors import Invalid
@@ -19,6 +20,7 @@ from domain.prompt import Prompt, searchable_text, version_includes
 from domain.template import Include
 from domain.values import AUTOMATIC_LABELS, clean_prompt_name, folder_of
 from projections.base import Projection, json_safe
+from projections.batch import Unit
 from projections.catalogue.tables import (
     prompt_aliases, prompt_dependencies, prompt_labels, prompt_tags, prompt_versions, prompts,
 )
@@ -59,120 +61,175 @@ class Catalogue(Projection):
     #: messages, template formats, variable schemas, folders, aliases, dependencies). 4: splits.
     schema_version = 4
     tables = (prompts, prompt_tags, prompt_labels, prompt_versions, prompt_aliases, prompt_dependencies)
+    appended = (prompt_versions, prompt_dependencies)
+    groups = {prompt_tags: ("org_id", "prompt_id"), prompt_labels: ("org_id", "prompt_id")}
 
     # -- folding ----------------------------------------------------------------------------
+    def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
+        p, tags, labels, aliases = unit[prompts], unit[prompt_tags], unit[prompt_labels], unit[prompt_aliases]
+        for env in batch:
+            e = env.event
+            if not isinstance(e, Prompt.Event):
+                continue
+            key = (env.org_id, env.target_id)
+            p.need(key)
+            if isinstance(e, (Prompt.Created, Prompt.Revised)):
+                tags.need_group(key)
+                if isinstance(e, Prompt.Created):
+                    aliases.need((env.org_id, e.name.casefold()))
+                # the names the version includes are looked up in the aliases (a revision keeps the
+                # prompt's type: chat when it has messages; a wrong guess only costs a query later)
+                type_ = e.type if isinstance(e, Prompt.Created) else "text" if e.messages is None else "chat"
+                try:
+                    names = self._include_keys(unit, env, type_)
+                except Exception:  # noqa: BLE001 - a hint only: the handler parses (and fails) for real
+                    names = []
+                for name in names:
+                    aliases.need((env.org_id, name))
+            elif isinstance(e, Prompt.Renamed):
+                aliases.need((env.org_id, e.to_name.casefold()))
+            elif isinstance(e, (Prompt.LabelMoved, Prompt.LabelRemoved)):
+                labels.need_group(key)
+
     @singledispatchmethod
-    def when(self, event: Any, env: Envelope, conn: Connection) -> None:
+    def when(self, event: Any, env: Envelope, unit: Unit) -> None:
         pass
 
     @when.register
-    def _(self, event: Prompt.Created, env: Envelope, conn: Connection) -> None:
-        conn.execute(insert(prompts).values(
+    def _(self, event: Prompt.Created, env: Envelope, unit: Unit) -> None:
+        unit[prompts].insert(dict(
             org_id=env.org_id, prompt_id=env.target_id, name=event.name, name_key=event.name.casefold(),
             latest_version=1, **{**_content(event, event.type), "template": _search_text(event, event.type)},
             model_config=json_safe(event.model_config), tags=list(event.tags), labels={}, splits={}, archived=False,
             folder=folder_of(event.name), created_at=env.at, created_by=env.actor, updated_at=env.at,
             updated_by=env.actor, position=env.position,
         ))
-        self._alias(conn, env, event.name)
-        conn.execute(insert(prompt_versions).values(_version_row(env, 1, event.type)))
-        self._dependencies(conn, env, 1, event, event.type)
-        self._set_tags(conn, env, event.tags)
+        self._alias(unit, env, event.name)
+        unit[prompt_versions].add(_version_row(env, 1, event.type))
+        self._dependencies(unit, env, 1, event.type)
+        self._set_tags(unit, env, event.tags)
 
     @when.register
-    def _(self, event: Prompt.Revised, env: Envelope, conn: Connection) -> None:
-        type_ = self._type(conn, env)
-        self._touch(conn, env, latest_version=event.version,
+    def _(self, event: Prompt.Revised, env: Envelope, unit: Unit) -> None:
+        type_ = self._type(unit, env)
+        self._touch(unit, env, latest_version=event.version,
                     **{**_content(event, type_), "template": _search_text(event, type_)},
                     model_config=json_safe(event.model_config), tags=list(event.tags))
-        conn.execute(insert(prompt_versions).values(_version_row(env, event.version, type_)))
-        self._dependencies(conn, env, event.version, event, type_)
-        self._set_tags(conn, env, event.tags)
+        unit[prompt_versions].add(_version_row(env, event.version, type_))
+        self._dependencies(unit, env, event.version, type_)
+        self._set_tags(unit, env, event.tags)
 
     @when.register
-    def _(self, event: Prompt.Renamed, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, name=event.to_name, name_key=event.to_name.casefold(), folder=folder_of(event.to_name))
-        self._alias(conn, env, event.to_name)
+    def _(self, event: Prompt.Renamed, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, name=event.to_name, name_key=event.to_name.casefold(), folder=folder_of(event.to_name))
+        self._alias(unit, env, event.to_name)
 
     @when.register
-    def _(self, event: Prompt.LabelMoved, env: Envelope, conn: Connection) -> None:
-        conn.execute(delete(prompt_labels).where(*self._labels_of(env), prompt_labels.c.label == event.label))
-        conn.execute(insert(prompt_labels).values(org_id=env.org_id, prompt_id=env.target_id, label=event.label,
-                                                  version=event.to_version, split=json_safe(event.split)))
-        self._touch(conn, env, **self._labels(conn, env))
+    def _(self, event: Prompt.LabelMoved, env: Envelope, unit: Unit) -> None:
+        labels = unit[prompt_labels]
+        labels.delete((env.org_id, env.target_id, event.label))
+        labels.insert(dict(org_id=env.org_id, prompt_id=env.target_id, label=event.label, version=event.to_version,
+                           split=json_safe(event.split)))
+        self._touch(unit, env, **self._labels(unit, env))
 
     @when.register
-    def _(self, event: Prompt.LabelRemoved, env: Envelope, conn: Connection) -> None:
-        conn.execute(delete(prompt_labels).where(*self._labels_of(env), prompt_labels.c.label == event.label))
-        self._touch(conn, env, **self._labels(conn, env))
+    def _(self, event: Prompt.LabelRemoved, env: Envelope, unit: Unit) -> None:
+        unit[prompt_labels].delete((env.org_id, env.target_id, event.label))
+        self._touch(unit, env, **self._labels(unit, env))
 
     @when.register
-    def _(self, event: Prompt.Archived, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, archived=True)
+    def _(self, event: Prompt.Archived, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, archived=True)
 
     @when.register
-    def _(self, event: Prompt.Restored, env: Envelope, conn: Connection) -> None:
-        self._touch(conn, env, archived=False)
+    def _(self, event: Prompt.Restored, env: Envelope, unit: Unit) -> None:
+        self._touch(unit, env, archived=False)
 
     @staticmethod
-    def _type(conn: Connection, env: Envelope) -> str:
-        return conn.execute(select(prompts.c.type).where(prompts.c.org_id == env.org_id,
-                                                         prompts.c.prompt_id == env.target_id)).scalar_one()
+    def _type(unit: Unit, env: Envelope) -> str:
+        row = unit[prompts].get((env.org_id, env.target_id))
+        if row is None:
+            raise LookupError(f"catalogue: no prompt {env.target_id} to revise (position {env.position})")
+        return row["type"]
 
     @staticmethod
-    def _alias(conn: Connection, env: Envelope, name: str) -> None:
+    def _alias(unit: Unit, env: Envelope, name: str) -> None:
         """Record a name the prompt holds (an old alias regained on a rename back keeps its row)."""
         key = name.casefold()
-        found = conn.execute(select(prompt_aliases.c.prompt_id).where(
-            prompt_aliases.c.org_id == env.org_id, prompt_aliases.c.name_key == key)).first()
-        if found is None:
-            conn.execute(insert(prompt_aliases).values(org_id=env.org_id, name_key=key, prompt_id=env.target_id,
-                                                       name=name))
+        aliases = unit[prompt_aliases]
+        if aliases.get((env.org_id, key)) is None:
+            aliases.insert(dict(org_id=env.org_id, name_key=key, prompt_id=env.target_id, name=name))
 
     @staticmethod
-    def _dependencies(conn: Connection, env: Envelope, version: int, e: Prompt.Created | Prompt.Revised,
-                      type_: str) -> None:
+    def _includes(unit: Unit, env: Envelope, type_: str) -> list[Include]:
+        memo = (env.position, type_)
+        found = unit.memo.get(memo)
+        if found is None:
+            e = env.event
+            texts = [e.template] if type_ == "text" else [m["content"] for m in e.messages or () if "content" in m]
+            if all(isinstance(t, str) and ">" not in t for t in texts):
+                found = []  # an include is a `{{> name}}` tag: nothing to parse
+            else:
+                found = version_includes({"type": type_, "template": e.template, "messages": e.messages,
+                                          "template_format": e.template_format})
+            unit.memo[memo] = found
+        return found
+
+    @classmethod
+    def _include_keys(cls, unit: Unit, env: Envelope, type_: str) -> list[str]:
+        keys = []
+        for include in cls._includes(unit, env, type_):
+            try:
+                keys.append(clean_prompt_name(include.name).casefold())
+            except Invalid:
+                pass
+        return keys
+
+    @classmethod
+    def _dependencies(cls, unit: Unit, env: Envelope, version: int, type_: str) -> None:
         """What the version includes, each name resolved through the aliases (a name, once claimed,
         names the same prompt forever: renames keep old names as aliases)."""
-        includes = version_includes({"type": type_, "template": e.template, "messages": e.messages,
-                                     "template_format": e.template_format})
+        includes = cls._includes(unit, env, type_)
+        if not includes:
+            return
+        aliases = unit[prompt_aliases]
         rows = []
         for ordinal, include in enumerate(includes):
             try:
                 key = clean_prompt_name(include.name).casefold()
             except Invalid:
                 key = None
-            target = conn.execute(select(prompt_aliases.c.prompt_id).where(
-                prompt_aliases.c.org_id == env.org_id, prompt_aliases.c.name_key == key)).scalar() if key else None
+            alias = aliases.get((env.org_id, key)) if key else None
             rows.append(dict(org_id=env.org_id, prompt_id=env.target_id, version=version, ordinal=ordinal,
-                             dependency_id=target, dependency_name=include.name,
+                             dependency_id=alias["prompt_id"] if alias else None, dependency_name=include.name,
                              label=include.selector_label if include.version is None else None,
                              dependency_version=include.version))
-        if rows:
-            conn.execute(insert(prompt_dependencies), rows)
+        unit[prompt_dependencies].extend(rows)
 
     @staticmethod
-    def _labels_of(env: Envelope):
-        return (prompt_labels.c.org_id == env.org_id, prompt_labels.c.prompt_id == env.target_id)
-
-    def _labels(self, conn: Connection, env: Envelope) -> dict[str, Any]:
+    def _labels(unit: Unit, env: Envelope) -> dict[str, Any]:
         """The prompt row's `labels` (label -> version) and `splits` (label -> split) columns."""
-        rows = sorted(conn.execute(select(prompt_labels.c.label, prompt_labels.c.version, prompt_labels.c.split)
-                                   .where(*self._labels_of(env))), key=lambda r: r.label)
-        return {"labels": {r.label: r.version for r in rows}, "splits": {r.label: r.split for r in rows if r.split}}
+        rows = sorted(unit[prompt_labels].rows((env.org_id, env.target_id)), key=lambda r: r["label"])
+        return {"labels": {r["label"]: r["version"] for r in rows},
+                "splits": {r["label"]: r["split"] for r in rows if r["split"]}}
 
     @staticmethod
-    def _touch(conn: Connection, env: Envelope, **values: Any) -> None:
-        conn.execute(update(prompts).where(prompts.c.org_id == env.org_id, prompts.c.prompt_id == env.target_id)
-                     .values(updated_at=env.at, updated_by=env.actor, position=env.position, **values))
+    def _touch(unit: Unit, env: Envelope, **values: Any) -> None:
+        unit[prompts].update((env.org_id, env.target_id), updated_at=env.at, updated_by=env.actor,
+                             position=env.position, **values)
 
     @staticmethod
-    def _set_tags(conn: Connection, env: Envelope, tags: list[str]) -> None:
-        conn.execute(delete(prompt_tags).where(prompt_tags.c.org_id == env.org_id,
-                                               prompt_tags.c.prompt_id == env.target_id))
-        if tags:
-            conn.execute(insert(prompt_tags), [
-                {"org_id": env.org_id, "tag": t, "prompt_id": env.target_id} for t in sorted(set(tags))])
+    def _set_tags(unit: Unit, env: Envelope, tags: list[str]) -> None:
+        rows = unit[prompt_tags]
+        group = (env.org_id, env.target_id)
+        wanted = set(tags)
+        keys = rows.group(group)
+        if {k[1] for k in keys} == wanted and len(keys) == len(wanted):  # (org_id, tag, prompt_id)
+            return  # a revision that keeps the tags
+        for key in keys:
+            rows.delete(key)
+        for t in sorted(wanted):
+            rows.insert({"org_id": env.org_id, "tag": t, "prompt_id": env.target_id})
 
     # -- queries ----------------------------------------------------------------------------
     def get(self, org_id: str, prompt_id: str) -> dict[str, Any] | None:

@@ -14,7 +14,8 @@ class Boom(RuntimeError):
 
 
 class FaultyCatalogue(Catalogue):
-    """Fails on the 3rd prompt creation, after earlier events of the batch were folded."""
+    """Fails on the 3rd prompt creation, after the earlier events of the batch were folded AND
+    written (each event is folded and flushed on its own, in the batch's transaction)."""
 
     def __init__(self, engine):
         super().__init__(engine)
@@ -25,8 +26,12 @@ class FaultyCatalogue(Catalogue):
             if isinstance(env.event, Prompt.Created):
                 self.created += 1
                 if self.created == 3:
+                    with conn.begin_nested():  # the earlier prompts are in the transaction
+                        assert conn.execute(select(func.count()).select_from(prompts)).scalar() == 2
                     raise Boom("disk full")
-            self.when(env.event, env, conn)
+            unit = self.unit()
+            unit.fold(conn, [env])
+            unit.flush(conn)
 
 
 def test_failed_batch_rolls_back_rows_and_position(container):
