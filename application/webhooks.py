@@ -14,7 +14,7 @@ from application.security import webhook_secret
 from domain.base import acting
 from domain.errors import Invalid, NotFound
 from domain.permissions import Permission
-from domain.webhook import Webhook
+from domain.webhook import Webhook, clean_url
 
 SYSTEM_ACTOR = "system:webhooks"
 
@@ -108,7 +108,7 @@ class WebhookCommands(BaseApp):
         """A literal private address is refused at once (names are checked at each delivery)."""
         if url is None or self.allow_private_webhooks:
             return
-        host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+        host = (urlsplit(clean_url(url)).hostname or "").rstrip(".").lower()
         try:
             address = ipaddress.ip_address(host)
         except ValueError:

@@ -29,13 +29,20 @@ def clean_url(url: str) -> str:
     if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL:
         raise Invalid(f"url must be 1..{MAX_URL} characters", code="INVALID_WEBHOOK_URL")
     value = url.strip()
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port that is not a number in 0..65535
+    except ValueError:
+        raise Invalid("url is not a valid URL (its host or port cannot be parsed)",
+                      code="INVALID_WEBHOOK_URL") from None
+    if port == 0:
+        raise Invalid("url has no usable port", code="INVALID_WEBHOOK_URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid("url must be an absolute http(s) URL", code="INVALID_WEBHOOK_URL")
     if parts.username or parts.password:
         raise Invalid("url may not carry credentials: the signature authenticates deliveries",
                       code="INVALID_WEBHOOK_URL")
-    if any(c.isspace() or ord(c) < 32 for c in value):
+    if any(c.isspace() or not c.isprintable() for c in value):  # control (incl. DEL), format, separators
         raise Invalid("url may not contain spaces or control characters", code="INVALID_WEBHOOK_URL")
     return value
 

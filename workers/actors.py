@@ -24,7 +24,8 @@ def register(broker: dramatiq.Broker, get_container: Callable[[], object]) -> di
         projection is isolated and recorded by the supervisor; the others go on."""
         container = get_container()
         container.supervisor.catch_up()
-        dispatch_webhooks(container, deliver_actor)
+        # With the sweep: a re-enabled webhook's pending deliveries go out now, not at the next sweep.
+        dispatch_webhooks(container, deliver_actor, sweep=True)
 
     def deliver(webhook_id: str, delivery_id: str | None = None) -> None:
         """Send the webhook's due deliveries in order (one message per delivery created; the

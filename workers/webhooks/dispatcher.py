@@ -26,6 +26,7 @@ from uuid import UUID
 
 from sqlalchemy import Engine
 
+from domain.webhook import MAX_DESCRIPTION
 from projections.base import json_safe
 from projections.writer_lock import WriterLock
 from workers.webhooks import sender
@@ -53,7 +54,7 @@ class DeliveryPolicy:
 
     def backoff(self, failures: int, rng: random.Random = random._inst) -> float:
         """Exponential, capped, with jitter over its upper half (never sooner than half the step)."""
-        step = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(0, failures - 1))
+        step = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** min(max(0, failures - 1), 64))
         return step / 2 + rng.uniform(0, step / 2)
 
 
@@ -65,7 +66,7 @@ def body(change: dict[str, Any], webhook_id: str, delivery: str) -> str:
     """The JSON a receiver gets: the change as the feed shows it, plus the delivery's ids."""
     fields = ("position", "at", "type", "audience", "prompt_id", "name", "version", "label", "actor", "details")
     document = {"delivery_id": delivery, "webhook_id": webhook_id, "org_id": change["org_id"],
-                **{k: json_safe(change[k]) for k in fields}}
+                **{k: json_safe(change[k]) for k in fields}, "at": _instant(change["at"])}
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
@@ -80,6 +81,11 @@ def _now() -> datetime:
 def _aware(value: datetime | None) -> datetime | None:
     """SQLite gives naive datetimes back: they were stored as UTC."""
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def _instant(value: datetime) -> str:
+    """RFC 3339 in UTC, as the change feed answers it (`2026-01-02T03:04:05.123456Z`) on every backend."""
+    return _aware(value).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class Dispatcher:
@@ -119,7 +125,11 @@ class Dispatcher:
                 return created
 
     def due(self) -> list[str]:
-        return [webhook_id for _, webhook_id in self.store.due(self.clock())]
+        """Webhooks whose next delivery is due, except disabled ones: they keep their deliveries
+        for when they are re-enabled, and starting them would only find them disabled, round after
+        round (a deleted one is due, so that its pending deliveries get cancelled)."""
+        disabled = self.webhooks.disabled()
+        return [webhook_id for _, webhook_id in self.store.due(self.clock()) if webhook_id not in disabled]
 
     # -- sending ------------------------------------------------------------------------------
     def deliver(self, webhook_id: str) -> datetime | None:
@@ -165,7 +175,7 @@ class Dispatcher:
                              error=outcome.error, at=at, next_retry_at=retry, failures=failures, failing_since=since)
         if exhausted:
             reason = (f"disabled after {failures} consecutive failed deliveries over "
-                      f"{int((at - since).total_seconds())}s; last error: {outcome.error}")
+                      f"{int((at - since).total_seconds())}s; last error: {outcome.error}")[:MAX_DESCRIPTION]
             self.app.disable_failing_webhook(hook.org_id, hook.id, reason, request_id=f"webhooks:{head['delivery_id']}")
             self.store.reset_failures(head["webhook_id"])
             hook.enabled = False

@@ -53,12 +53,13 @@ class WebhookRunner:
         return started
 
     def _deliver(self, webhook_id: str) -> None:
+        """No wake-up afterwards: the rounds run on the feed's progress (new deliveries come from new
+        changes) and every `poll_seconds` (retries). Waking here made a webhook that another process
+        is sending (or a database error) start again at once, round after round."""
         try:
             self.dispatcher.deliver(webhook_id)
         except Exception:
             log.exception("delivering webhook %s failed; retried on the next round", webhook_id)
-        finally:
-            self.wake()  # the next delivery (or the next webhook) may be due now
 
     def _loop(self) -> None:
         while not self._stop.is_set():

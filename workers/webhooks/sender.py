@@ -34,12 +34,12 @@ def verify(secret: str, body: bytes, header: str, tolerance_seconds: int = 300, 
     """What a receiver does (documented in the README; used by the tests as the receiver)."""
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
-        t, given = int(parts["t"]), parts["v1"]
-    except (ValueError, KeyError):
+        t, given = int(parts["t"]), parts["v1"].encode("ascii")
+    except (ValueError, KeyError, AttributeError):  # malformed, or not ASCII (compare_digest refuses it)
         return False
     if abs((time.time() if now is None else now) - t) > tolerance_seconds:
         return False
-    return hmac.compare_digest(signature(secret, body, t).split("v1=", 1)[1], given)
+    return hmac.compare_digest(signature(secret, body, t).split("v1=", 1)[1].encode(), given)
 
 
 @dataclass(frozen=True)
@@ -63,24 +63,36 @@ def _allowed(address: str) -> bool:
 
 def resolve(url: str, allow_private: bool) -> tuple[str, str, str | None]:
     """(URL to connect to, Host header, TLS server name) for the first acceptable address."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    targets, host_header, server_name = resolve_all(url, allow_private)
+    return targets[0], host_header, server_name
+
+
+def resolve_all(url: str, allow_private: bool) -> tuple[list[str], str, str | None]:
+    """Like `resolve`, with a URL per address, in the resolver's order (all of them checked)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # stored before the URL rules refused it
+        raise Refused(f"invalid url: {exc}") from None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise Refused(f"cannot resolve {host}: {exc.strerror}") from None
+        raise Refused(f"cannot resolve {host[:100]}: {exc.strerror}") from None
+    except (UnicodeError, ValueError) as exc:  # e.g. a label longer than 63 characters
+        raise Refused(f"cannot resolve {host[:100]}: {exc}") from None
     addresses = [info[4][0] for info in infos]
     if not allow_private:
         blocked = [a for a in addresses if not _allowed(a)]
         if blocked:
-            raise Refused(f"{host} resolves to a non-public address ({blocked[0]}); set "
+            raise Refused(f"{host[:100]} resolves to a non-public address ({blocked[0]}); set "
                           "PROMPTFORGE_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true to allow it")
-    address = addresses[0]
-    netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    targets = []
+    for address in dict.fromkeys(addresses):
+        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        targets.append(urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")))
     host_header = parts.netloc.rsplit("@", 1)[-1]
-    return target, host_header, host if parts.scheme == "https" else None
+    return targets, host_header, host if parts.scheme == "https" else None
 
 
 def deliver(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
@@ -91,25 +103,34 @@ def deliver(url: str, body: bytes, headers: dict[str, str], *, allow_private: bo
         return Outcome(ok, code, int((time.perf_counter() - started) * 1000), error)
 
     try:
-        target, host, server_name = resolve(url, allow_private)
+        targets, host, server_name = resolve_all(url, allow_private)
     except Refused as exc:
         return outcome(False, None, str(exc))
     extensions = {"sni_hostname": server_name} if server_name else {}
-    try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            with client.stream("POST", target, content=body, extensions=extensions,
-                               headers={**headers, "Host": host, "User-Agent": USER_AGENT,
-                                        "Content-Type": "application/json"}) as response:
-                read = 0
-                for chunk in response.iter_bytes():
-                    read += len(chunk)
-                    if read >= MAX_RESPONSE_BYTES:
-                        break
-                code = response.status_code
-    except httpx.TimeoutException:
-        return outcome(False, None, f"timed out after {timeout:g}s")
-    except httpx.HTTPError as exc:
-        return outcome(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
+    for target in targets:
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+                with client.stream("POST", target, content=body, extensions=extensions,
+                                   headers={**headers, "Host": host, "User-Agent": USER_AGENT,
+                                            "Content-Type": "application/json"}) as response:
+                    read = 0
+                    for chunk in response.iter_bytes():
+                        read += len(chunk)
+                        if read >= MAX_RESPONSE_BYTES:
+                            break
+                        if time.perf_counter() - started > timeout:  # a trickling answer: the timeout bounds it all
+                            raise httpx.ReadTimeout("the response took longer than the timeout")
+                    code = response.status_code
+            break
+        except httpx.ConnectError as exc:  # nothing listens on this address: the next one (e.g. ::1, then 127.0.0.1)
+            if target == targets[-1] or time.perf_counter() - started > timeout:
+                return outcome(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
+        except httpx.TimeoutException:
+            return outcome(False, None, f"timed out after {timeout:g}s")
+        except httpx.InvalidURL as exc:  # not an HTTPError; a URL stored before the rules refused it
+            return outcome(False, None, f"invalid url: {exc}")
+        except httpx.HTTPError as exc:
+            return outcome(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
     if 200 <= code < 300:
         return outcome(True, code, None)
     return outcome(False, code, "redirects are not followed" if 300 <= code < 400 else f"HTTP {code}")

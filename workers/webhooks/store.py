@@ -86,9 +86,12 @@ class DeliveryStore:
             return dict(row._mapping)
         start = {"webhook_id": webhook["webhook_id"], "org_id": webhook["org_id"],
                  "position": webhook["created_position"], "failures": 0, "failing_since": None}
-        with write(self.engine) as conn:
-            if conn.execute(select(cursors.c.webhook_id).where(cursors.c.webhook_id == webhook["webhook_id"])).first() is None:
-                conn.execute(insert(cursors).values(**start))
+        try:
+            with write(self.engine) as conn:
+                if conn.execute(select(cursors.c.webhook_id).where(cursors.c.webhook_id == webhook["webhook_id"])).first() is None:
+                    conn.execute(insert(cursors).values(**start))
+        except IntegrityError:  # another worker created it first (Postgres: both saw no row)
+            pass
         return start
 
     def create(self, webhook_id: str, expected: int, position: int, rows: list[dict[str, Any]]) -> bool:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from domain.errors import NotFound
+from interfaces.http.errors import ApiError
 from interfaces.http.deps import ContainerDep, IdempotencyKey, ManageScope, RequestId, command_headers, fresh, parse_id
 from interfaces.http.schemas.common import ERRORS
 from interfaces.http.schemas.webhooks import (
@@ -74,6 +75,8 @@ def get_webhook(scope: ManageScope, webhook_id: str, _: fresh("webhooks"), conta
 def update_webhook(scope: ManageScope, webhook_id: str, body: WebhookUpdate, response: Response,
                    container: ContainerDep, rid: RequestId) -> WebhookChanged:
     target = _hook(webhook_id)
+    if not body.model_fields_set:
+        raise ApiError(422, "EMPTY_PATCH", "give at least one of url, events, description, enabled")
     result = container.app.update_webhook(scope.principal, scope.org_id, target, rid, url=body.url,
                                           events=body.events, description=body.description, enabled=body.enabled)
     command_headers(response, result.position)
