@@ -45,7 +45,12 @@ def new_api_key(key_id: UUID) -> tuple[str, str, str]:
     the 256-bit secret makes a slow hash unnecessary (nothing to brute-force)."""
     secret = secrets.token_urlsafe(32)
     raw = f"{KEY_SCHEME}_{key_id.hex}_{secret}"
-    return raw, f"{KEY_SCHEME}_{key_id.hex[:8]}", hash_secret(secret)
+    return raw, key_prefix(key_id), hash_secret(secret)
+
+
+def key_prefix(key_id: UUID) -> str:
+    """The visible prefix an API key is listed by (not a secret: the first 8 hex of its id)."""
+    return f"{KEY_SCHEME}_{key_id.hex[:8]}"
 
 
 def hash_secret(secret: str) -> str:

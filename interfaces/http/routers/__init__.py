@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from interfaces.http.compat import langfuse as langfuse_compat
+
 from interfaces.http.routers import (
     api_keys, audit, auth, changes, fetch, folders, label_snapshots, labels, me, members, ops, orgs, prompts, releases, reviews,
     search, versions, webhooks,
@@ -13,7 +15,8 @@ from interfaces.http.routers import (
 
 ROUTERS = (ops.router, auth.router, me.router, orgs.router, members.router, api_keys.router, fetch.router,
            prompts.router, versions.router, labels.router, folders.router, reviews.router, releases.router,
-           label_snapshots.router, changes.router, webhooks.router, audit.router, search.router)
+           label_snapshots.router, changes.router, webhooks.router, audit.router, search.router,
+           langfuse_compat.router)  # last: it ends with a catch-all for /api/public/*
 
 
 def register(app: FastAPI) -> None:
