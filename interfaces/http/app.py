@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from interfaces.bootstrap import Container, build, http_services
+from interfaces.console.app import install as install_console
 from interfaces.http import errors
 from interfaces.http.docs import install_docs
 from interfaces.http.middleware import RequestContextMiddleware
@@ -83,6 +84,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     errors.install(app)
     register(app)
     install_docs(app, settings)
+    install_console(app)  # the web console under /console, and `/` redirecting to it
     customise_openapi(app)
     if settings.cors_origins:
         app.add_middleware(
