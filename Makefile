@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install $(PIP_FLAGS) -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+$(VENV)/.installed-dev: $(VENV)/.installed clients/python/pyproject.toml
 	$(PIP) install $(PIP_FLAGS) -e '.[dev]'
+	$(PIP) install $(PIP_FLAGS) -e 'clients/python[cli]'
 	touch $@
 
 install: $(VENV)/.installed

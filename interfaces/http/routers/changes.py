@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from domain.errors import DomainError
 from domain.permissions import Permission
-from interfaces.http.deps import ContainerDep, ReadScope
+from interfaces.http.deps import ContainerDep, ReadScope, fresh
 from interfaces.http.errors import ApiError
 from interfaces.http.schemas.changes import ChangeOut, ChangePage
 from interfaces.http.schemas.common import ERRORS
@@ -29,20 +29,28 @@ def _visible(row: dict[str, Any], audit: bool) -> bool:
     return audit or row["audience"] == "prompts"
 
 
-def _cursor(after: int | None, last_event_id: str | None) -> int:
+Start = Annotated[Literal["beginning", "now"], Query(description=(
+    "Without a cursor (`after`, `Last-Event-ID`): `beginning` (the whole feed) or `now` (only what "
+    "happens from now on; a watcher needs no backlog)."))]
+
+
+def _cursor(container: Any, after: int | None, last_event_id: str | None, start: str) -> int:
     if last_event_id is not None:
         if not last_event_id.strip().isdigit() or int(last_event_id) > MAX_POSITION:
             raise ApiError(400, "INVALID_PARAMETER", "Last-Event-ID must be a change's position")
         return int(last_event_id)
-    return after or 0
+    if after is not None:
+        return after
+    return container.supervisor.positions().get("changes", 0) if start == "now" else 0
 
 
 @router.get("", response_model=ChangePage, summary="Changes after a position (long-poll with `wait`)")
 async def changes(
-    scope: ReadScope, request: Request, container: ContainerDep,
-    after: Annotated[int, Query(ge=0, le=MAX_POSITION, description="The cursor: `next` of the previous page")] = 0,
+    scope: ReadScope, request: Request, container: ContainerDep, _: fresh("changes"),
+    after: Annotated[int | None, Query(ge=0, le=MAX_POSITION, description="The cursor: `next` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for a change when none is there")] = 0,
+    start: Start = "beginning",
 ) -> ChangePage:
     """This organisation's changes after `after`, oldest first, in the public vocabulary (see the
     README): prompt, review and release changes with `prompts:read`; members, keys and settings too
@@ -50,6 +58,7 @@ async def changes(
     and then comes back with the same cursor."""
     audit = scope.grant.allows(Permission.AUDIT_READ)
     org = str(scope.org_id)
+    after = _cursor(container, after, None, start)
     rows = await run_in_threadpool(container.changes.after, org, after, audit=audit, limit=limit)
     if not rows and wait > 0:
         hub = request.app.state.change_hub
@@ -78,18 +87,24 @@ async def changes(
                 "`id: <position>`, `event: <type>`, `data: <change JSON>` per change; a `: caught-up` comment "
                 "once the backlog is sent; a `: heartbeat` comment every 15 s.")}})
 async def stream(
-    scope: ReadScope, request: Request, container: ContainerDep,
+    scope: ReadScope, request: Request, container: ContainerDep, _: fresh("changes"),
     after: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+    start: Start = "beginning",
 ) -> StreamingResponse:
     """The same changes as a stream. Resume after a disconnect with `Last-Event-ID` (browsers do it
-    themselves) or `after`. Access is checked again at every heartbeat: a revoked key, a removed
+    themselves) or `after`; `start=now` skips the backlog; `min_position` waits until your own write
+    is in the feed. Access is checked again at every heartbeat: a revoked key, a removed
     member or an ended session closes the stream."""
-    cursor = _cursor(after, last_event_id)
     hub = request.app.state.change_hub
     org = str(scope.org_id)
     principal = scope.principal
-    subscriber = hub.subscribe(org)
+    subscriber = hub.subscribe(org)  # before the cursor is taken: nothing falls in between
+    try:
+        cursor = _cursor(container, after, last_event_id, start)
+    except ApiError:
+        hub.unsubscribe(subscriber)
+        raise
 
     async def events():
         nonlocal cursor
