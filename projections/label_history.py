@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String, Table
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String, Table, func, or_
 
 from domain.prompt import Prompt
 from projections.base import AppendOnlyProjection
@@ -60,11 +60,19 @@ class LabelHistory(AppendOnlyProjection):
 
     def at(self, org_id: str, label: str, as_of) -> list[dict[str, Any]]:
         """What `label` pointed at for every prompt of the org at `as_of`: each prompt's last move of
-        that label recorded by then (removals included, so a removed label is absent)."""
+        that label in the PREFIX of its moves up to `as_of` (in log order, up to the first move
+        stamped later), as prompt time travel takes its stream's prefix: a clock that stepped back
+        never lets a later move in while an earlier one is out. Removals count (a removed label is
+        absent)."""
         t = label_moves
-        rows = rows_of(t, org_id).where(t.c.label == label, t.c.moved_at <= as_of).order_by(t.c.prompt_id, t.c.position)
+        # per prompt, the first move stamped after `as_of`: the prefix ends before it
+        cut = (rows_of(t, org_id, t.c.prompt_id, func.min(t.c.position).label("position"))
+               .where(t.c.label == label, t.c.moved_at > as_of).group_by(t.c.prompt_id).subquery())
+        rows = (rows_of(t, org_id).outerjoin(cut, t.c.prompt_id == cut.c.prompt_id)
+                .where(t.c.label == label, or_(cut.c.position.is_(None), t.c.position < cut.c.position))
+                .order_by(t.c.prompt_id, t.c.position))
+        last: dict[str, dict[str, Any]] = {}
         with self.engine.connect() as conn:
-            last: dict[str, dict[str, Any]] = {}
             for row in conn.execute(rows):
                 last[row.prompt_id] = dict(row._mapping)
         return [r for r in last.values() if r["to_version"] is not None]

@@ -69,3 +69,26 @@ def test_as_of_an_events_exact_timestamp_includes_that_event(container):
     assert app.read_prompt(owner, org, pid, revised.timestamp - timedelta(microseconds=1)).latest_version == 1
     with pytest.raises(NotFound):
         app.read_prompt(owner, org, pid, created.timestamp - timedelta(microseconds=1))
+
+
+def test_label_snapshot_takes_the_prefix_of_moves_like_prompt_time_travel(container, clock):
+    """Label moves stamped +0 (create), then production -> 1 at +10 and -> 2 at +5 (the clock stepped
+    back): as of +7 the prefix ends before the first move, so production pointed nowhere, as
+    `read_prompt` says; filtering by timestamp answered v2."""
+    app = container.app
+    owner, org = _setup(app)
+    clock.times = [0, 1, 10, 5]
+    clock.calls = count()
+    pid = app.create_prompt(owner, org, name="skewed-labels", template="v1 {{x}}", request_id="r").id
+    app.revise_prompt(owner, org, pid, base_version=1, request_id="r", template="v2 {{x}}")
+    app.move_label(owner, org, pid, "production", 1, "r")
+    app.move_label(owner, org, pid, "production", 2, "r")
+    container.supervisor.catch_up()
+    at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
+    snapshot = lambda s: {r["prompt_id"]: r["to_version"] for r in container.label_history.at(str(org), "production", at(s))}  # noqa: E731
+
+    assert app.read_prompt(owner, org, pid, at(7)).labels == {}
+    assert snapshot(7) == {}
+    assert app.read_prompt(owner, org, pid, at(12)).labels == {"production": 2}
+    assert snapshot(12) == {str(pid): 2}
+    assert snapshot(0.5) == {}
