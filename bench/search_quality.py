@@ -38,6 +38,7 @@ def load(container, rows, names) -> tuple[str, dict[int, str]]:
     ids = {}
     for i, (row, name) in enumerate(zip(rows, names)):
         ids[i] = str(app.create_prompt(owner, org, name=name, template=row["prompt"], tags=[row["type"].lower()],
+                                       template_format="plain",  # imported text: its braces are literal
                                        request_id="bench").id)
     return str(org), ids
 

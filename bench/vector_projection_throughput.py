@@ -48,7 +48,7 @@ def main() -> None:
             c.app.update_organisation(owner, org, "b", plan="PRO")
             for row, name in zip(rows, names):
                 c.app.create_prompt(owner, org, name=name, template=row["prompt"], tags=[row["type"].lower()],
-                                    request_id="b")
+                                    template_format="plain", request_id="b")  # imported text: braces are literal
             for name in c.projections:
                 c.supervisor.catch_up(name)
             all_texts = [document_text(n, r["prompt"], [r["type"].lower()]) for r, n in zip(rows, names)]

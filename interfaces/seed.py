@@ -8,6 +8,7 @@ from pathlib import Path
 
 from application import Principal, PromptForge
 from domain.errors import Conflict
+from domain.values import INCLUDE_SYNTAX
 
 DEMO_PASSWORD = "promptforge-demo-password"
 DEMO_ORGS = ("Acme Research", "Globex Support", "Initech Marketing")
@@ -20,11 +21,13 @@ def read_corpus(path: Path) -> list[dict[str, str]]:
 
 
 def prompt_names(rows: list[dict[str, str]]) -> list[str]:
-    """Titles made valid and unique: '/' replaced, duplicates suffixed ' (2)', ' (3)' in file order."""
+    """Titles made valid and unique: '/' replaced by '-', include syntax (`@ # { }`) dropped,
+    duplicates suffixed ' (2)', ' (3)' in file order."""
     seen: dict[str, int] = {}
     names = []
     for row in rows:
-        base = " ".join(row["act"].replace("/", "-").split())[:190] or "Untitled"
+        title = row["act"].replace("/", "-").translate({ord(c): " " for c in INCLUDE_SYNTAX})
+        base = " ".join(title.split())[:190] or "Untitled"
         seen[base.casefold()] = seen.get(base.casefold(), 0) + 1
         n = seen[base.casefold()]
         names.append(base if n == 1 else f"{base} ({n})")
