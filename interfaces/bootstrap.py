@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -106,18 +107,20 @@ class Container:
         self.engine.dispose()
 
 
-_embedders: dict[str | None, Any] = {}
+_embedders: dict[tuple[str | None, str, Path], Any] = {}
 _embedders_lock = threading.Lock()
 
 
-def _shared_embedder(model_path: str | None):
-    """One model per process and path: it is ~90 MB and takes seconds to load (lazily, on first use)."""
+def _shared_embedder(settings: Settings):
+    """One model per process, path and backend: it is ~90 MB and takes seconds to load (lazily, on
+    first use; an ONNX backend exports the model into the cache directory once)."""
     from projections.vectors.embedder import Embedder
 
+    key = (settings.model_path, settings.embedding_backend, settings.model_cache_dir or settings.data_dir / "models")
     with _embedders_lock:
-        if model_path not in _embedders:
-            _embedders[model_path] = Embedder(model_path)
-        return _embedders[model_path]
+        if key not in _embedders:
+            _embedders[key] = Embedder(key[0], backend=key[1], cache_dir=key[2])
+        return _embedders[key]
 
 
 def _open_index(settings: Settings):
@@ -141,7 +144,7 @@ def _vector_projection(settings: Settings, app: PromptForge, engine: Engine,
     except VectorIndexError as exc:  # e.g. the embedded shard is held by another process
         log.warning("vector index not opened (%s); semantic search disabled in this process", exc)
         return None, str(exc)
-    return VectorProjection(engine, index, _shared_embedder(settings.model_path),
+    return VectorProjection(engine, index, _shared_embedder(settings),
                             on_embed=metrics.observe_embedding), None
 
 
@@ -149,7 +152,8 @@ def _index_freshness(supervisor: ProjectionSupervisor, timeout: float):
     """How far the vector index lags, for the search service (projections.search.IndexFreshness)."""
 
     def notice(min_position: int | None) -> str | None:
-        if min_position and not supervisor.wait_for(min_position, timeout, [VECTORS]):
+        # both read models the search reads: vector hits are kept only when the catalogue has the row
+        if min_position and not supervisor.wait_for(min_position, timeout, [Catalogue.name, VECTORS]):
             return "the vector index has not reached min_position yet: semantic results may miss recent changes"
         positions = supervisor.positions()
         if positions.get(VECTORS, 0) < positions.get(Catalogue.name, 0):
@@ -170,7 +174,8 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
         app = PromptForge(env=eventsourcing_env(settings.event_store_url, settings.db_pool_size))
         create_schema(engine)
         sql = {cls.name: cls(engine) for cls in SQL_PROJECTIONS}
-        for projection in [*SQL_PROJECTIONS, *([VectorProjection] if settings.vectors_enabled else [])]:
+        vector_schema = [VectorProjection.versioned(settings.embedding_backend)] if settings.vectors_enabled else []
+        for projection in [*SQL_PROJECTIONS, *vector_schema]:
             if catchup.sync_schema(engine, projection):
                 log.warning("projection %s changed shape: replaying it from the log", projection.name)
         for name in RETIRED:

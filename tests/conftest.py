@@ -6,6 +6,7 @@ PROMPTFORGE_REQUIRE_SERVERS=1 (CI), which turns the skip into a failure."""
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -21,6 +22,10 @@ REQUIRE_SERVERS = os.environ.get("PROMPTFORGE_REQUIRE_SERVERS", "") in ("1", "tr
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One cache of the ONNX export (adr/0018) for every container and server process of the run, rather
+# than an export per test's data_dir; exports are named by a hash of the model and the recipe.
+os.environ.setdefault("PROMPTFORGE_MODEL_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"promptforge-test-models-{os.getuid()}"))
 
 
 def _unavailable(what: str, reason: str) -> None:

@@ -2,7 +2,7 @@
 
 A query service over two read models, the catalogue (rows, full text) and the vector index, which
 advance independently. It therefore says when the index lags: with `min_position` it waits
-(bounded) for the vector projection too, and whenever the index is behind (the position asked
+(bounded) for both (a vector hit needs the catalogue's row), and whenever the index is behind (the position asked
 for, or the catalogue) the answer is marked `degraded` with a notice. A vector hit is kept only
 if the catalogue's row for it still matches the filters, so a lagging payload can never return,
 say, an archived prompt to a search that excludes them."""

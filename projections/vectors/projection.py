@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Engine, Integer, String, Table, Text, delete, insert, select
@@ -26,7 +27,7 @@ from projections.catchup import LostClaim
 from projections.db import metadata, write
 from projections.events import Envelope
 from projections.source import EventSource
-from projections.vectors.embedder import MAX_TEMPLATE_CHARS, Embedder, document_text
+from projections.vectors.embedder import MAX_TEMPLATE_CHARS, Embedder, document_text, embedding_space
 from projections.vectors.index import VectorIndex, VectorIndexUnavailable, VectorPoint
 from projections.writer_lock import WriterLock
 
@@ -62,6 +63,14 @@ class VectorProjection:
     #: prompts, renames, the text kept with each document.
     schema_version = 3
     tables = (vector_docs,)
+
+    @classmethod
+    def versioned(cls, backend: str) -> SimpleNamespace:
+        """What `catchup.sync_schema` compares at start-up: the layout version plus the embedding
+        space of `backend` (adr/0018), so that switching to an encoder whose vectors differ replays
+        this projection and re-embeds every prompt (points are overwritten by id)."""
+        return SimpleNamespace(name=cls.name, tables=cls.tables,
+                               schema_version=cls.schema_version + 100 * embedding_space(backend))
 
     def __init__(self, engine: Engine, index: VectorIndex, embedder: Embedder,
                  on_embed: Callable[[int, float], None] | None = None):

@@ -158,3 +158,36 @@ def test_search_waits_for_the_vector_index_and_says_when_it_lags(make_settings):
         assert behind.degraded and "catching up" in behind.notice
     finally:
         c.close()
+
+
+def test_switching_to_an_encoder_of_another_space_re_embeds_every_prompt(make_settings):
+    """torch and onnx-int8 vectors differ slightly (adr/0018): after a switch the projection replays
+    and every point carries the new encoder's vector, so queries and documents share one space."""
+    c = build(make_settings(vectors_enabled=True, embedding_backend="torch"))
+    try:
+        owner, org = _org(c.app)
+        ids = _load(c.app, owner, org, ROWS[:3])
+        c.supervisor.catch_up()
+        assert c.vector_projection.embedder.active_backend == "torch"
+        before = {pid: c.vector_projection.index.retrieve_vector(str(org), str(pid)) for pid in ids}
+    finally:
+        c.close()
+
+    c = build(make_settings(vectors_enabled=True, embedding_backend="onnx-int8"))
+    try:
+        assert c.supervisor.positions()["vectors"] == 0, "a switch of embedding space replays the vectors"
+        c.supervisor.catch_up()
+        embedder = c.vector_projection.embedder
+        assert embedder.active_backend == "onnx-int8"
+        for pid in ids:
+            got = c.vector_projection.index.retrieve_vector(str(org), str(pid))
+            assert got != before[pid], "re-embedded by the new encoder"
+            assert sum(a * b for a, b in zip(got, before[pid])) > 0.95  # the same model, another encoder
+    finally:
+        c.close()
+
+    c = build(make_settings(vectors_enabled=True, embedding_backend="onnx-int8"))
+    try:
+        assert c.supervisor.positions()["vectors"] > 0, "the same space again: nothing to replay"
+    finally:
+        c.close()
