@@ -232,6 +232,23 @@ def test_chat_prompt_reads_everywhere(web, owner, org):
     assert content(ok(web.q(url(org, "by-name", "support/chat"), owner, params={"resolve": "false"}))) == expected
 
 
+def test_keyword_search_reads_every_message_of_a_chat_prompt(web, owner, org):
+    """Search indexes the text of all messages: words that appear only in the system message or only
+    in a later user message both find the prompt, and a revision's messages replace the old ones."""
+    messages = [{"role": "system", "content": "You are a meticulous sommelier for {{product}}."},
+                {"type": "placeholder", "name": "history"},
+                {"role": "user", "content": "Which vintage pairs with {{dish}}? Mention terroir."}]
+    pid = create(web, owner, org, name="wine/pairing", type="chat", messages=messages)
+    found = lambda q: [r["prompt_id"] for r in ok(web.search(org, owner, {"query": q, "mode": "keyword"}))["items"]]  # noqa: E731
+    assert found("sommelier") == [pid]
+    assert found("terroir vintage") == [pid]
+    r = web.post(url(org, pid, "versions"), headers=owner.h, json={
+        "base_version": 1, "messages": [{"role": "system", "content": "You are a cheesemonger."}]})
+    assert r.status_code == 201, r.text
+    assert found("cheesemonger") == [pid]
+    assert found("sommelier") == []
+
+
 def test_chat_render_splices_placeholders_as_given(web, owner, org):
     pid = create(web, owner, org, name="chat", type="chat", messages=CHAT, variables=CHAT_VARS)
     history = [{"role": "user", "content": "Hi {{product}}"}, {"role": "assistant", "content": "Hello!"}]
