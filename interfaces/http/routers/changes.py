@@ -143,6 +143,12 @@ async def stream(
 
 
 def _event(row: dict[str, Any]) -> str:
-    data = change_out(row).model_dump_json()
-    return f"id: {row['position']}\nevent: {row['type']}\ndata: {data}\n\n"
+    """The SSE text of a change, made once per row: the hub hands the same row to every stream of
+    the organisation (bench/results/sse_fanout.md: re-serialising it per stream was a tenth of a
+    fan-out's event-loop time)."""
+    text = row.get("_sse")
+    if text is None:
+        data = change_out(row).model_dump_json()
+        text = row["_sse"] = f"id: {row['position']}\nevent: {row['type']}\ndata: {data}\n\n"
+    return text
 
