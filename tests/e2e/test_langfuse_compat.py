@@ -435,6 +435,10 @@ def test_list_filters_and_pages(lf):
     window = lf.http("GET", "/api/public/v2/prompts", lf.reader,
                      params={"tag": "listing", "fromUpdatedAt": "2000-01-01T00:00:00Z", "version": 2}).json()
     assert [(d["name"], d["versions"]) for d in window["data"]] == [("listing/p0", [2])]
+    past = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    assert sdk.api.prompts.list(tag="listing", to_updated_at=past).meta.total_items == 0
+    assert sdk.api.prompts.list(tag="listing", to_updated_at=future).meta.total_items == 3
+    assert sdk.api.prompts.list(tag="listing", from_updated_at=past, to_updated_at=future).meta.total_items == 3
     assert lf.http("GET", "/api/public/v2/prompts", lf.reader, params={"limit": 101}).status_code == 400
 
 
