@@ -362,3 +362,25 @@ def test_policy_from_settings():
 
     assert DeliveryPolicy.from_settings(settings) == DeliveryPolicy(3, 1, 9, 4, 60, True)
     assert DeliveryPolicy.from_settings(Settings()) == DeliveryPolicy(10.0, 10.0, 3600.0, 60, 86_400.0, False)
+
+
+def test_the_readme_receiver_snippet_verifies_what_the_sender_signs():
+    """The verification code receivers copy from the README accepts a real signature, and refuses
+    a tampered body, a wrong secret and a stale timestamp."""
+    import re
+    import time
+    from pathlib import Path
+
+    from workers.webhooks.sender import signature
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "def verify(" in block)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    verify = namespace["verify"]
+    body = b'{"type": "prompt.revised", "position": 42}'
+    header = signature("s3cret", body)
+    assert verify("s3cret", body, header)
+    assert not verify("s3cret", body + b" ", header)
+    assert not verify("other", body, header)
+    assert not verify("s3cret", body, signature("s3cret", body, int(time.time()) - 301))
