@@ -11,7 +11,10 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
+from application.access_cache import AccessCache
 from application.commands import CommandObserver
+from application.log_head import LogHead
+from application.request_access import AccessReads, RequestAccess
 from application.serialise import KeyedLocks
 from application.policy import AccessPolicy, Grant, org_not_found
 from application.principal import Principal
@@ -46,6 +49,11 @@ class BaseApp(Application[UUID]):
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
         self.policy = AccessPolicy(self._org, self._key_or_none)
+        #: Where requests authenticate and are authorised (adr/0020): loads from the store until the
+        #: composition root wires the access cache (`use_access_cache`).
+        self.log_head: LogHead | None = None
+        self.access_cache: AccessCache | None = None
+        self._request_reads = AccessReads(self.repository.get)
 
     # -- post-commit nudges -----------------------------------------------------------------
     def add_commit_listener(self, listener: Callable[[int], None]) -> None:
@@ -69,6 +77,24 @@ class BaseApp(Application[UUID]):
         require it (403 otherwise). Outside the principal's tenancy: NotFound."""
         grant = self.policy.grant(principal, org_id)
         return grant.require(permission) if permission is not None else grant
+
+    def use_access_cache(self, head: LogHead, cache: AccessCache) -> None:
+        """Serve `request_access()` from `cache`, kept current by `head` (adr/0020)."""
+        head.subscribe(cache.evict)
+        self._request_reads = AccessReads(cache.get)
+        self._cached_reads = AccessReads(cache.peek)
+        self.access_cache = cache
+        self.log_head = head
+
+    def request_access(self, *, checked_head: int | None = None, cached_only: bool = False) -> RequestAccess:
+        """Authentication and authorisation for one request or query, read-only (application.request_access).
+        With the cache wired: one indexed read of the log head, then cached aggregates current as of it.
+        `checked_head`: a `log_head.check()` this request already made (since it began), not repeated.
+        `cached_only`: never read the store; a missing aggregate raises access_cache.NotCached."""
+        if self.log_head is None:
+            return RequestAccess(self._request_reads, None)
+        head = checked_head if checked_head is not None else self.log_head.check()
+        return RequestAccess(self._cached_reads if cached_only else self._request_reads, head)
 
     # -- helpers ----------------------------------------------------------------------------
     def head_position(self) -> int:

@@ -9,6 +9,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.base import BaseApp
 from application.commands import command
+from application.credentials import verify_session
 from application.security import check_password_policy, hash_password, verify_password
 from domain.base import acting
 from domain.errors import Conflict, NotFound, Unauthenticated
@@ -24,10 +25,6 @@ class SessionGrant:
     session_id: UUID
     generation: int
     position: int | None
-
-
-def session_revoked() -> Unauthenticated:
-    return Unauthenticated("session is no longer active", code="SESSION_REVOKED")
 
 
 def invalid_refresh_token() -> Unauthenticated:
@@ -77,9 +74,7 @@ class IdentityCommands(BaseApp):
 
     def check_session(self, session_id: UUID, user_id: UUID) -> None:
         """Raise unless the session is active (not revoked, not cut by logout-all or password change)."""
-        session = self._session(session_id)
-        if session.user_id != user_id or not session.is_active(self.get_user(user_id).session_epoch):
-            raise session_revoked()
+        verify_session(self._session(session_id), user_id, self.get_user)
 
     @command
     def refresh_session(self, session_id: UUID, generation: int, user_id: UUID, request_id: str) -> SessionGrant:

@@ -49,7 +49,10 @@ async def lifespan(_app: FastAPI):
         pool = AsyncConnectionPool(DB_URL, min_size=POOL_SIZE, max_size=POOL_SIZE, open=False,
                                    kwargs={"autocommit": True})
         await pool.open(wait=True)
-        async with pool.connection() as conn:
+        async with pool.connection() as conn, conn.transaction():
+            # Both workers start at once: concurrent CREATE TABLE IF NOT EXISTS can still collide
+            # on the table's row type (UniqueViolation), so they take turns.
+            await conn.execute("SELECT pg_advisory_xact_lock(7205)")
             await conn.execute(CREATE_TABLE)
     yield
     if pool is not None:

@@ -746,6 +746,11 @@ PHASES = [
     ("            limits MemoryStorage: schedule expiry (starts a threading.Timer)",
      _fn("limits/storage/memory.py", "__schedule_expiry")),
     ("        grant (access policy; loads the Organisation aggregate)", _fn("application/base.py", "grant")),
+    ("        request_access (adr/0020: one check of the log head)", _fn("application/base.py", "request_access")),
+    ("        access cache: API key verified from cached state", _fn("application/request_access.py", "api_key")),
+    ("        access cache: grant from cached state", _fn("application/request_access.py", "grant")),
+    ("    fast path: the route's dependencies called directly (interfaces.http.fast_route)",
+     _fn("interfaces/http/routers/fetch.py", "_run_plain")),
     ("    endpoint fetch_by_name", _fn("interfaces/http/routers/fetch.py", "fetch_by_name")),
     ("      catalogue.fetch (SQL: the row by name + label)", _fn("projections/catalogue/projection.py", "fetch")),
     ("      catalogue.compose (includes; none here)", _fn("projections/catalogue/projection.py", "compose")),
@@ -993,14 +998,18 @@ def profile_fetch(requests: int, out: Path, db: BenchDatabase | None = None, poo
         algorithm="HS256")}
     ceiling_urls = [f"/item/prompt-{i:03d}" for i in range(200)]
 
-    threadpool = (fastapi_routing.run_in_threadpool, fastapi_deps.run_in_threadpool)
+    from interfaces.http import deps as pf_deps, head_check as pf_head_check  # the fast path's own hops
+    from interfaces.http.routers import fetch as fetch_router
+
+    hopping = (fastapi_routing, fastapi_deps, fetch_router, pf_deps, pf_head_check)
+    threadpool = tuple(module.run_in_threadpool for module in hopping)
 
     async def direct(func, *args, **kwargs):
         return func(*args, **kwargs)
 
     def set_inline(on: bool) -> None:
-        fastapi_routing.run_in_threadpool = direct if on else threadpool[0]
-        fastapi_deps.run_in_threadpool = direct if on else threadpool[1]
+        for module, original in zip(hopping, threadpool):
+            module.run_in_threadpool = direct if on else original
 
     async def drive(asgi_app, n: int, hdrs: dict, urls: list[str]) -> list[float]:
         transport = httpx.ASGITransport(app=asgi_app, client=("127.0.0.1", 50123))

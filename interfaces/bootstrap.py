@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from application import PromptForge
+from application.access_cache import AccessCache
+from application.log_head import LogHead
 from application.security import derive_webhook_key
 from application.serialise import KeyedLocks
-from interfaces.event_store import eventsourcing_env
+from interfaces.event_store import eventsourcing_env, head_probe, head_reader
 from interfaces.observability.metrics import Metrics, ProjectionCollector
 from interfaces.schema_lock import schema_lock
 from interfaces.settings import Settings
@@ -25,6 +27,7 @@ from projections import catchup, tracking
 from projections.api_keys import ApiKeys
 from projections.audit import AuditLog
 from projections.base import Projection
+from projections.cached_reads import PositionCache, ReadModelPosition
 from projections.catalogue import Catalogue, KeywordSearch
 from projections.changes import Changes
 from projections.db import create_schema, make_engine
@@ -47,6 +50,10 @@ from workers.webhooks.runner import WebhookRunner
 from workers.webhooks.store import DeliveryStore
 
 log = logging.getLogger(__name__)
+#: Aggregates (API keys, organisations, sessions, users) kept per process for authentication (adr/0020).
+ACCESS_CACHE_SIZE = 10_000
+#: Resolved prompts kept per API process for the by-name fetch (adr/0020).
+FETCH_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -58,6 +65,11 @@ class HttpServices:
     rate_limiter: Any
     #: The process's one change-feed poller (SSE streams and long polls wait on it).
     change_hub: Any
+    #: The by-name fetch's resolved answers, valid while the catalogue stays where it was (adr/0020).
+    fetch_cache: Any = None
+    catalogue_position: Any = None
+    #: The log-head check shared by the requests answered on the event loop (adr/0020).
+    head_check: Any = None
 
 
 @dataclass
@@ -103,6 +115,8 @@ class Container:
             runner.stop()
         if self.vector_projection is not None:
             self.vector_projection.index.close()
+        if self.app.log_head is not None:
+            self.app.log_head.close()
         self.app.close()
         self.engine.dispose()
 
@@ -180,6 +194,10 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
                 log.warning("projection %s changed shape: replaying it from the log", projection.name)
         for name in RETIRED:
             tracking.forget(engine, name)
+    # Authentication and authorisation from a per-process cache, checked against the log head (adr/0020).
+    url = settings.event_store_url
+    head = LogHead(app.recorder, read=head_reader(url, app.recorder), probe=head_probe(url, app.recorder))
+    app.use_access_cache(head, AccessCache(app.repository.get, maxsize=ACCESS_CACHE_SIZE))
     if engine.dialect.name == "postgresql":  # several API processes: queue across them too (adr/0019)
         app.command_locks = KeyedLocks(lambda key: WriterLock(engine, f"command:{key}").hold(wait=True))
     app.webhook_key = derive_webhook_key(settings.webhook_key or settings.jwt_secret)
@@ -230,12 +248,14 @@ def _wire_runners(container: Container) -> None:
         container.app.add_commit_listener(runner.wake)
         supervisor.wakers.append(runner.wake)
     if settings.run_projections_inprocess:  # woken by the projections' progress, not by commits
-        container.runners.append(WebhookRunner(container.dispatcher, supervisor.progress, poll,
-                                               settings.webhook_concurrency))
+        # Each delivery in flight holds a pooled connection for its lock and briefly another one.
+        concurrency = min(settings.webhook_concurrency, max(1, settings.db_pool_size // 2))
+        container.runners.append(WebhookRunner(container.dispatcher, supervisor.progress, poll, concurrency))
 
 
 def http_services(container: Container) -> HttpServices:
     from interfaces.http.feed import ChangeHub
+    from interfaces.http.head_check import HeadCheck
     from interfaces.http.ratelimit import RateLimiter
     from interfaces.http.security import TokenService
     from interfaces.http.throttling import LoginThrottle
@@ -244,4 +264,7 @@ def http_services(container: Container) -> HttpServices:
     supervisor = container.supervisor
     hub = ChangeHub(container.changes.since, lambda: supervisor.positions().get(Changes.name, 0),
                     progress=supervisor.progress if container.runners else None)
-    return HttpServices(TokenService(settings), LoginThrottle(settings), RateLimiter(settings), hub)
+    head = container.app.log_head
+    return HttpServices(TokenService(settings), LoginThrottle(settings), RateLimiter(settings), hub,
+                        PositionCache(FETCH_CACHE_SIZE), ReadModelPosition(container.engine, Catalogue.name),
+                        HeadCheck(head.check, head.unchanged) if head is not None else None)

@@ -1,6 +1,8 @@
 """Translate the event-store URL into eventsourcing's persistence environment."""
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -47,3 +49,97 @@ def eventsourcing_env(url: str, pool_size: int = 20) -> dict[str, str]:
             env["POSTGRES_SCHEMA"] = schema[0]
         return env
     raise Invalid(f"unsupported event store URL scheme {parts.scheme!r}", code="INVALID_SETTINGS")
+
+
+class SqliteHeadProbe:
+    """The embedded store's head read on a read-only connection of its own, without ever waiting
+    (adr/0020): in WAL mode a reader does not wait for writers; if SQLite is busy all the same, or
+    another thread is using the probe, it answers None and the caller takes the path that may wait.
+    Cheap enough to run on the event loop (a few µs)."""
+
+    def __init__(self, path: str, statement: str):
+        self._path = path
+        self._statement = statement
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def __call__(self) -> int | None:
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=0,
+                                             isolation_level=None, check_same_thread=False)
+            return self._conn.execute(self._statement).fetchone()[0] or 0
+        except sqlite3.Error:
+            self.close()
+            return None
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class PostgresHeadReader:
+    """The Postgres store's head (the recorder's own statement) on one autocommit connection of its
+    own (adr/0020). The recorder's pool checks every connection it hands out with a round trip of
+    its own (POSTGRES_PRE_PING): here a failed read replaces the connection and is retried once,
+    so a read is one round trip. `LogHead` reads one at a time; the lock only guards against misuse."""
+
+    def __init__(self, recorder, connect_timeout: int = 5):
+        pool = recorder.datastore.pool
+        self._kwargs = {k: v for k, v in pool.kwargs.items() if k != "row_factory"}
+        self._conninfo = pool.conninfo
+        self._connect_timeout = connect_timeout
+        self._statement = recorder.max_notification_id_statement
+        self._lock = threading.Lock()
+        self._conn = None
+
+    def __call__(self) -> int | None:
+        import psycopg
+
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None:
+                        self._conn = psycopg.connect(self._conninfo, autocommit=True,
+                                                     connect_timeout=self._connect_timeout, **self._kwargs)
+                    return self._conn.execute(self._statement).fetchone()[0]
+                except psycopg.OperationalError:
+                    self._close()
+                    if attempt == 2:
+                        raise
+        return None  # pragma: no cover - the loop returns or raises
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
+def head_reader(url: str, recorder):
+    """How `LogHead` reads the head: the recorder's `max_notification_id`, or on Postgres a
+    connection of its own (PostgresHeadReader)."""
+    if urlsplit(url).scheme.split("+")[0] in ("postgresql", "postgres") and hasattr(recorder, "datastore"):
+        return PostgresHeadReader(recorder)
+    return recorder.max_notification_id
+
+
+def head_probe(url: str, recorder) -> SqliteHeadProbe | None:
+    """A head read that never waits, where the store has one (a SQLite file); else None."""
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] != "sqlite" or "sqlite:///" not in url:
+        return None
+    table = getattr(recorder, "events_table_name", None)
+    if not table:
+        return None
+    return SqliteHeadProbe(url.split("sqlite:///", 1)[1], f"SELECT MAX(rowid) FROM {table}")

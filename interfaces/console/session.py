@@ -2,9 +2,9 @@
 
 - **Session**: signing in is the application's `login` (a normal Session aggregate, like
   `POST /v1/auth/login`). The cookie carries `<user id>.<session id>.<issued at>` signed with a key
-  derived from the JWT secret (HMAC-SHA256); every request checks the session against the event
-  store (`check_session`, strongly consistent), so signing out, "log out everywhere" and a password
-  change end the console session on the next request. `HttpOnly`, `SameSite=Lax`, `Path=/console`,
+  derived from the JWT secret (HMAC-SHA256); every request checks the session against aggregate
+  state as of the event log's head (`request_access`, adr/0020: strongly consistent), so signing out,
+  "log out everywhere" and a password change end the console session on the next request. `HttpOnly`, `SameSite=Lax`, `Path=/console`,
   `Secure` per `console_cookie_secure` (unset: when the request came over TLS).
 - **CSRF**: every POST carries a token (form field `csrf_token` or header `X-CSRF-Token`) that is an
   HMAC of the visitor's session id (or, before signing in, of a random visitor nonce held in its own
@@ -29,6 +29,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from application import Principal
+from application.request_access import RequestAccess
 from domain.errors import NotFound, Unauthenticated
 from domain.permissions import Permission
 from interfaces.http import ratelimit
@@ -226,12 +227,11 @@ FormDep = Annotated[Form, Depends(checked_form)]
 
 
 # -- the signed-in user and the org scope -----------------------------------------------------
-def _signed_in(request: Request, who: Visitor) -> Caller:
+def _signed_in(request: Request, who: Visitor, access: RequestAccess) -> Caller:
     if who.user_id is None or who.session_id is None:
         raise LoginRequired()
-    container = request.app.state.container
     try:
-        container.app.check_session(who.session_id, who.user_id)
+        access.session(who.session_id, who.user_id)
     except (NotFound, Unauthenticated):
         raise LoginRequired() from None
     bind(user_id=who.user_id)
@@ -242,7 +242,7 @@ def _signed_in(request: Request, who: Visitor) -> Caller:
 
 
 def signed_in(request: Request, who: VisitorDep) -> Caller:
-    return _signed_in(request, who)
+    return _signed_in(request, who, request.app.state.container.app.request_access())
 
 
 SignedIn = Annotated[Caller, Depends(signed_in)]
@@ -252,14 +252,15 @@ def org_page(permission: Permission | None = None):
     """Dependency: the signed-in user inside `{org_id}` (404 page outside it; 403 without `permission`)."""
 
     def dependency(org_id: str, request: Request, who: VisitorDep) -> OrgScope:
-        caller = _signed_in(request, who)
+        access = request.app.state.container.app.request_access()  # one check of the log head
+        caller = _signed_in(request, who, access)
         org = parse_id(org_id, "ORG_NOT_FOUND", "organisation")
-        grant = request.app.state.container.app.grant(caller.principal, org, permission)
+        grant = access.grant(caller.principal, org, permission)
         bind(org_id=org)
         limiter = getattr(request.app.state, "rate_limiter", None)
         if limiter is not None:
             ratelimit.apply(request.state, limiter, "org", str(org))
-        return OrgScope(caller, org, grant)
+        return OrgScope(caller, org, grant, access.head)
 
     return dependency
 

@@ -81,6 +81,9 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     app.state.rate_limiter = services.rate_limiter
     app.state.search = container.search
     app.state.change_hub = hub
+    app.state.fetch_cache = services.fetch_cache
+    app.state.head_check = services.head_check
+    app.state.catalogue_position = services.catalogue_position
     errors.install(app)
     register(app)
     install_docs(app, settings)

@@ -19,9 +19,11 @@ from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from application import Principal
+from application.access_cache import NotCached
 from application.policy import Grant
+from application.request_access import RequestAccess
 from application.security import looks_like_api_key
-from domain.errors import Forbidden, NotFound, Unauthenticated
+from domain.errors import DomainError, Forbidden, NotFound, Unauthenticated
 from domain.permissions import Permission
 from interfaces.bootstrap import Container
 from interfaces.http import ratelimit
@@ -51,6 +53,8 @@ class OrgScope:
     caller: Caller
     org_id: UUID
     grant: Grant
+    #: The event-log head checked for this request (application.request_access; None without the cache).
+    head: int | None = None
 
     @property
     def principal(self) -> Principal:
@@ -90,31 +94,47 @@ def parse_id(value: str, code: str, what: str) -> UUID:
         raise NotFound(f"{what} not found", code=code) from None
 
 
-def _authenticate(request: Request) -> Caller:
-    """`Authorization: Bearer <access JWT | pfk_ API key>`; both checked against the event store.
+def _authenticate(request: Request, access: RequestAccess) -> Caller:
+    """`Authorization: Bearer <access JWT | pfk_ API key>`; both checked against aggregate state as
+    of the log head `access` checked (a revocation anywhere applies to the next request).
     Then rate-limited per API key / user; refused credentials count against the client address."""
     limiter: ratelimit.RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     try:
-        caller = _verify(request)
+        caller = _verify(request, access)
     except Unauthenticated:
-        # Requests without credentials were already counted per address by the middleware.
-        if limiter is not None and "authorization" in request.headers:
-            ratelimit.apply(request.state, limiter, "addr", client_address(request))
+        _count_refused(request, limiter)
         raise
+    _count_caller(request, limiter, caller)
+    return caller
+
+
+def _count_refused(request: Request, limiter: ratelimit.RateLimiter | None) -> None:
+    # Requests without credentials were already counted per address by the middleware.
+    if limiter is not None and "authorization" in request.headers:
+        ratelimit.apply(request.state, limiter, "addr", client_address(request))
+
+
+def _count_caller(request: Request, limiter: ratelimit.RateLimiter | None, caller: Caller) -> None:
+    _bind_caller(caller)
+    if limiter is not None:
+        ratelimit.apply(request.state, limiter, *_bucket(caller))
+
+
+def _bind_caller(caller: Caller) -> None:
     principal = caller.principal
     if principal.api_key_id is not None:
         bind(api_key_id=principal.api_key_id, org_id=principal.key_org_id)
     else:
         bind(user_id=caller.user_id)
-    if limiter is not None:
-        if principal.api_key_id is not None:
-            ratelimit.apply(request.state, limiter, "key", str(principal.api_key_id))
-        else:
-            ratelimit.apply(request.state, limiter, "user", str(caller.user_id))
-    return caller
 
 
-def _verify(request: Request) -> Caller:
+def _bucket(caller: Caller) -> tuple[str, str]:
+    """The caller's rate-limit bucket: its API key, or its user."""
+    principal = caller.principal
+    return ("key", str(principal.api_key_id)) if principal.api_key_id is not None else ("user", str(caller.user_id))
+
+
+def _verify(request: Request, access: RequestAccess) -> Caller:
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing bearer token", code="UNAUTHENTICATED")
@@ -122,19 +142,33 @@ def _verify(request: Request) -> Caller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_CHARS:
         raise Unauthenticated("malformed Authorization header; expected 'Bearer <token>'", code="INVALID_TOKEN")
-    container: Container = request.app.state.container
     if looks_like_api_key(token):
-        return Caller(container.app.authenticate_api_key(token))
+        return Caller(access.api_key(token))
     claims = request.app.state.tokens.verify_access(token)
     try:
-        container.app.check_session(claims.session_id, claims.user_id)
+        access.session(claims.session_id, claims.user_id)
     except NotFound:
         raise Unauthenticated("session is no longer active", code="SESSION_REVOKED") from None
     return Caller(Principal.user(claims.user_id), claims.session_id)
 
 
+def still_allowed(request: Request, scope: OrgScope, permission: Permission) -> Grant:
+    """Access of a long-lived request checked again (an SSE stream, at each heartbeat), as of the log
+    head now: a revoked key, an ended session, a removed member or a demoted issuer raise
+    (Unauthenticated, NotFound, Forbidden). The access JWT itself was verified when the request began;
+    its session is what is checked again. Counts nothing against rate limits."""
+    access = request.app.state.container.app.request_access()
+    caller = scope.caller
+    if caller.principal.api_key_id is not None:
+        principal = access.api_key(request.headers.get("authorization", "").partition(" ")[2].strip())
+    else:
+        access.session(caller.session_id, caller.user_id)
+        principal = caller.principal
+    return access.grant(principal, scope.org_id, permission)
+
+
 def authenticate(request: Request, _doc=Depends(_bearer_doc)) -> Caller:
-    return _authenticate(request)
+    return _authenticate(request, request.app.state.container.app.request_access())
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
@@ -150,20 +184,88 @@ async def require_user(caller: CallerDep) -> Caller:
 UserDep = Annotated[Caller, Depends(require_user)]
 
 
+@dataclass(frozen=True)
+class _Decision:
+    """What the credential and the access policy say about a request in `{org_id}`, before
+    anything is counted: deciding reads state only, counting (rate limits) comes after."""
+
+    caller: Caller | None
+    #: The credential was refused (401).
+    refused: Unauthenticated | None = None
+    org: UUID | None = None
+    grant: Grant | None = None
+    #: Outside the tenancy (404) or not allowed (403, or 401 for a disabled key).
+    error: DomainError | None = None
+
+
+def _decide(request: Request, access: RequestAccess, org_id: str, permission: Permission | None) -> _Decision:
+    try:
+        caller = _verify(request, access)
+    except Unauthenticated as exc:
+        return _Decision(None, refused=exc)
+    try:
+        org = parse_id(org_id, "ORG_NOT_FOUND", "organisation")
+        grant = access.grant(caller.principal, org, permission)
+    except DomainError as exc:
+        return _Decision(caller, error=exc)
+    return _Decision(caller, org=org, grant=grant)
+
+
+def _account(request: Request, decision: _Decision, head: int | None) -> OrgScope:
+    """Count the request in its buckets, in order (client address for a refused credential; else
+    key or user, then the organisation once authorised), and answer or refuse as decided."""
+    limiter: ratelimit.RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if decision.refused is not None:
+        _count_refused(request, limiter)
+        raise decision.refused
+    if decision.error is not None or limiter is None:
+        _count_caller(request, limiter, decision.caller)
+        if decision.error is not None:
+            raise decision.error
+        bind(org_id=decision.org)
+    else:  # both buckets in one go (one round trip on Redis), the org's only if the caller's allows
+        _bind_caller(decision.caller)
+        caller_quota, org_quota = limiter.hit_pair(_bucket(decision.caller), ("org", str(decision.org)))
+        ratelimit.record(request.state, caller_quota)
+        bind(org_id=decision.org)
+        ratelimit.record(request.state, org_quota)
+    return OrgScope(decision.caller, decision.org, decision.grant, head)
+
+
+def _org_scope(request: Request, org_id: str, permission: Permission | None) -> OrgScope:
+    access = request.app.state.container.app.request_access()  # one check of the log head
+    return _account(request, _decide(request, access, org_id, permission), access.head)
+
+
 def org_scope(permission: Permission | None = None):
     """Dependency: the caller's access to `{org_id}` (404 outside the tenancy; 403 without `permission`)."""
 
     def dependency(org_id: str, request: Request, _doc=Depends(_bearer_doc)) -> OrgScope:
-        caller = _authenticate(request)
-        org = parse_id(org_id, "ORG_NOT_FOUND", "organisation")
-        grant = request.app.state.container.app.grant(caller.principal, org, permission)
-        bind(org_id=org)
-        limiter = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:
-            ratelimit.apply(request.state, limiter, "org", str(org))
-        return OrgScope(caller, org, grant)
+        return _org_scope(request, org_id, permission)
 
+    dependency.permission = permission  # for fast paths (org_scope_on_loop)
     return dependency
+
+
+async def org_scope_on_loop(request: Request, org_id: str, permission: Permission | None) -> OrgScope:
+    """`org_scope(permission)` for a fast path (interfaces.http.fast_route), the same answer and
+    counting. Where the access cache is wired and the rate limits count in process memory, it is
+    decided on the event loop from cached aggregates, after a log-head check shared by the requests
+    waiting at that moment (interfaces.http.head_check: one thread hop per batch, not one per
+    request: the hops were the tail latency). Whatever would wait on I/O (an aggregate not cached
+    yet, limits in Redis) goes through the thread pool as the dependency does."""
+    state = request.app.state
+    heads = getattr(state, "head_check", None)
+    limiter: ratelimit.RateLimiter | None = getattr(state, "rate_limiter", None)
+    if heads is not None and (limiter is None or limiter.in_process):
+        access = state.container.app.request_access(checked_head=await heads.check(), cached_only=True)
+        try:
+            decision = _decide(request, access, org_id, permission)
+        except NotCached:
+            pass
+        else:
+            return _account(request, decision, access.head)
+    return await run_in_threadpool(_org_scope, request, org_id, permission)
 
 
 def read_model(*names: str):

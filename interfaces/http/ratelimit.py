@@ -11,6 +11,11 @@ shared by every API worker. If Redis is unreachable the limiter fails open (logg
 cooldown): availability of the API beats strict limits. Only storage errors (`STORAGE_ERRORS`) fail
 open; any other exception is a bug and propagates (a 500, logged with its traceback).
 
+Cost (adr/0020): a hit is one storage call per bucket (Redis: one round trip running the library's
+INCR+EXPIRE script); the window's end is remembered per bucket once read; a key or user bucket and
+the organisation's are counted in one round trip (`hit_pair`); the in-memory storage starts no timer
+thread (`WindowMemoryStorage`).
+
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 (IETF draft names; the most constrained bucket of the request); a refusal is 429 with
 `Retry-After` as well.
@@ -19,12 +24,13 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from interfaces.http.errors import ApiError
@@ -41,12 +47,59 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 STORAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, ConnectionError, TimeoutError)
 
 
+#: Two fixed-window buckets in one round trip (same keys, INCR and EXPIRE as the library's own
+#: `incr_expire.lua`): the second is counted only while the first allows the request, as two hits
+#: in a row would (a request refused per key does not spend its organisation's budget).
+PAIR_SCRIPT = """
+local expiry = tonumber(ARGV[1])
+local first = redis.call("incrby", KEYS[1], 1)
+if first == 1 then redis.call("expire", KEYS[1], expiry) end
+if first > tonumber(ARGV[2]) then return {first, 0} end
+local second = redis.call("incrby", KEYS[2], 1)
+if second == 1 then redis.call("expire", KEYS[2], expiry) end
+return {first, second}
+"""
+
+
 def limiter_storage(settings: Settings) -> Storage:
     """Redis (shared, short socket timeouts: a dead Redis must not hang requests) or process memory."""
     if settings.redis_url:
         return storage_from_string(settings.redis_url, wrap_exceptions=True, socket_connect_timeout=0.5,
                                    socket_timeout=1.0)
     return storage_from_string("memory://")
+
+
+class WindowMemoryStorage(MemoryStorage):
+    """limits' MemoryStorage for fixed windows without its expiry timer: `incr` started a
+    threading.Timer whenever the previous one had run (about one thread start per request under
+    load). Counters are reset when touched after their window ended, as the library does, and
+    expired ones are swept from `incr` at most once per `sweep_seconds` (bounded memory)."""
+
+    STORAGE_SCHEME = ["promptforge-window-memory"]
+
+    def __init__(self, sweep_seconds: float = 60.0):
+        super().__init__()
+        self._window_lock = threading.Lock()
+        self._sweep_seconds = sweep_seconds
+        self._next_sweep = time.time() + sweep_seconds
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        now = time.time()
+        with self._window_lock:
+            if self.expirations.get(key, 0) <= now:
+                self.storage.pop(key, None)
+                self.expirations.pop(key, None)
+            count = self.storage[key] + amount
+            self.storage[key] = count
+            if count == amount:
+                self.expirations[key] = now + expiry
+            if now >= self._next_sweep:
+                self._next_sweep = now + self._sweep_seconds
+                for stale in [k for k, at in self.expirations.items() if at <= now]:
+                    self.storage.pop(stale, None)
+                    self.expirations.pop(stale, None)
+                    self.locks.pop(stale, None)
+            return count
 
 
 def storage_error_name(exc: BaseException) -> str:
@@ -68,35 +121,108 @@ class Quota:
 
 
 class RateLimiter:
+    #: Window ends remembered (per bucket) before the expired ones are swept.
+    MAX_REMEMBERED = 4096
+
     def __init__(self, settings: Settings, cooldown: float = 5.0):
-        self.limiter = FixedWindowRateLimiter(limiter_storage(settings))
+        storage = limiter_storage(settings) if settings.redis_url else WindowMemoryStorage()
+        #: limits' fixed-window strategy over that storage; `hit` calls the storage as it does
+        #: (`incr` with the window's expiry), then reads the window's end only when not known.
+        self.limiter = FixedWindowRateLimiter(storage)
         self.per_minute = settings.rate_limit_per_minute
         self.items = {kind: RateLimitItemPerMinute(self.per_minute, namespace=f"pf-rl-{kind}")
                       for kind in ("key", "user", "org", "addr")}
         self.cooldown = cooldown
         self._down_until = 0.0
+        #: storage key -> when its current window ends (time.time()), as last read or started here.
+        self._window_ends: dict[str, float] = {}
+        self._pair_script = None
+
+    @property
+    def in_process(self) -> bool:
+        """Counted in this process's memory (no I/O: callable from the event loop)."""
+        return isinstance(self.limiter.storage, MemoryStorage)
 
     def hit(self, kind: str, key: str) -> Quota | None:
         """Count one request against a bucket; None when the storage is down (fail open)."""
         if time.monotonic() < self._down_until:
             return None
         item = self.items[kind]
+        storage_key = item.key_for(key)
+        expiry = item.get_expiry()
         try:
-            allowed = self.limiter.hit(item, key)
-            stats = self.limiter.get_window_stats(item, key)
+            count = self.limiter.storage.incr(storage_key, expiry)
+            ends = self._window_end(storage_key, count, expiry)
         except STORAGE_ERRORS as exc:
             self._down_until = time.monotonic() + self.cooldown
             log.warning("rate-limit storage unavailable (%s); failing open for %.0f s", storage_error_name(exc),
                         self.cooldown)
             return None
-        reset = max(1, math.ceil(stats.reset_time - time.time()))
-        return Quota(self.per_minute, stats.remaining if allowed else 0, reset, allowed)
+        return self._quota(count, ends)
+
+    def hit_pair(self, first: tuple[str, str], second: tuple[str, str]) -> tuple[Quota | None, Quota | None]:
+        """Count two buckets as two `hit`s in a row would, the second only if the first still allows
+        the request; on Redis in one round trip (`PAIR_SCRIPT`), elsewhere as two hits."""
+        storage = self.limiter.storage
+        if type(storage) is not RedisStorage:  # memory, or a cluster (keys may live on two nodes)
+            quota = self.hit(*first)
+            if quota is not None and not quota.allowed:
+                return quota, None
+            return quota, self.hit(*second)
+        if time.monotonic() < self._down_until:
+            return None, None
+        items = self.items[first[0]], self.items[second[0]]
+        keys = items[0].key_for(first[1]), items[1].key_for(second[1])
+        expiry = items[0].get_expiry()
+        try:
+            if self._pair_script is None:
+                self._pair_script = storage.get_connection().register_script(PAIR_SCRIPT)
+            counts = [int(c) for c in self._pair_script(keys=[storage.prefixed_key(k) for k in keys],
+                                                         args=[expiry, self.per_minute])]
+            ends = [self._window_end(k, c, expiry) if c > 0 else None for k, c in zip(keys, counts)]
+        except (*STORAGE_ERRORS, storage.base_exceptions) as exc:
+            self._down_until = time.monotonic() + self.cooldown
+            log.warning("rate-limit storage unavailable (%s); failing open for %.0f s", storage_error_name(exc),
+                        self.cooldown)
+            return None, None
+        first_quota, second_quota = (self._quota(c, e) if e is not None else None for c, e in zip(counts, ends))
+        return first_quota, second_quota
+
+    def _quota(self, count: int, ends: float) -> Quota:
+        allowed = count <= self.per_minute
+        reset = max(1, math.ceil(ends - time.time()))
+        return Quota(self.per_minute, max(0, self.per_minute - count) if allowed else 0, reset, allowed)
+
+    def _window_end(self, storage_key: str, count: int, expiry: int) -> float:
+        """When the bucket's window ends: it starts with the hit that counted 1 (here, or in another
+        process: then read once from the storage). A remembered end more than a second away is
+        still the same window (the storage reports whole seconds, rounded)."""
+        now = time.time()
+        if count == 1:
+            ends = now + expiry
+        else:
+            known = self._window_ends.get(storage_key)
+            if known is not None and now < known - 1:
+                return known
+            ends = self.limiter.storage.get_expiry(storage_key)
+        if len(self._window_ends) >= self.MAX_REMEMBERED:
+            for stale in [k for k, at in list(self._window_ends.items()) if at <= now]:
+                self._window_ends.pop(stale, None)
+            if len(self._window_ends) >= self.MAX_REMEMBERED:
+                self._window_ends.clear()
+        self._window_ends[storage_key] = ends
+        return ends
 
 
 def apply(state, limiter: RateLimiter, kind: str, key: str) -> None:
     """Count the request in one bucket, remember the most constrained quota for the response
     headers (`state` is request.state or the ASGI scope's state dict), and refuse with 429."""
-    quota = limiter.hit(kind, key)
+    record(state, limiter.hit(kind, key))
+
+
+def record(state, quota: Quota | None) -> None:
+    """Remember a counted quota for the response headers (the most constrained one), and refuse
+    with 429 when it is exhausted. None: not counted (storage down, or not reached)."""
     if quota is None:
         return
     current = state.get(STATE_KEY) if isinstance(state, dict) else getattr(state, STATE_KEY, None)

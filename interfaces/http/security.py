@@ -13,14 +13,20 @@ published development secret, valid for ten years) is refused with 401 `INVALID_
 already refuses an `iat` in the future, so an accepted token never outlives now + TTL (+ leeway).
 Lowering a TTL therefore also ends tokens issued under the longer one.
 
+A verified access token is remembered per process (bounded, `VERIFIED_TOKENS`): its signature and
+claims cannot change, so presenting it again only re-checks what time changes, its expiry (as PyJWT
+does, with the same leeway). Refused tokens are never remembered.
+
 Running with the development secret (`interfaces.settings.DEV_JWT_SECRET`, in the public source)
 logs a WARNING when the service is built: anyone can forge tokens then.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -32,6 +38,8 @@ from interfaces.settings import DEV_JWT_SECRET, Settings
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5
 MAX_TOKEN_CHARS = 4096
+#: Access tokens remembered as verified (adr/0020): enough for every active session of a process.
+VERIFIED_TOKENS = 10_000
 _ACCESS_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti", "sid", "typ"]
 _REFRESH_CLAIMS = [*_ACCESS_CLAIMS, "gen"]
 log = logging.getLogger("promptforge.security")
@@ -65,6 +73,8 @@ class TokenService:
         self.refresh_ttl = settings.refresh_token_ttl_seconds
         if self.secret == DEV_JWT_SECRET:
             log.warning(DEV_SECRET_WARNING)
+        self._verified: OrderedDict[str, tuple[AccessClaims, int]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     # -- issuing ----------------------------------------------------------------------------
     def _encode(self, claims: dict, audience: str, ttl: int) -> str:
@@ -98,8 +108,23 @@ class TokenService:
         return claims
 
     def verify_access(self, token: str) -> AccessClaims:
+        with self._verified_lock:
+            known = self._verified.get(token)
+            if known is not None:
+                self._verified.move_to_end(token)
+        if known is not None:
+            if known[1] <= time.time() - LEEWAY_SECONDS:  # PyJWT's expiry check, same leeway
+                with self._verified_lock:
+                    self._verified.pop(token, None)
+                raise Unauthenticated("token has expired", code="TOKEN_EXPIRED")
+            return known[0]
         claims = self._decode(token, self.audience, "access", _ACCESS_CLAIMS, self.access_ttl)
-        return AccessClaims(_uuid(claims["sub"]), _uuid(claims["sid"]))
+        verified = AccessClaims(_uuid(claims["sub"]), _uuid(claims["sid"]))
+        with self._verified_lock:
+            self._verified[token] = (verified, int(claims["exp"]))
+            while len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
+        return verified
 
     def verify_refresh(self, token: str) -> RefreshClaims:
         claims = self._decode(token, self.refresh_audience, "refresh", _REFRESH_CLAIMS, self.refresh_ttl)

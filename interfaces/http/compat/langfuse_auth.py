@@ -2,9 +2,9 @@
 (`pfk_<first 8 hex of its id>`, Langfuse's "public key"), password = the raw key (the "secret key").
 
 The key's organisation is the Langfuse *project*: there is nothing else to name. The key is checked
-against the event store on every request (a revocation applies at once) and what it may do is the
-access policy's answer (application.policy: its own permissions ∩ what its issuer may do now), as on
-`/v1`. Rate limits as on `/v1`: refused credentials count against the client address, accepted ones
+against aggregate state as of the event log's head on every request (adr/0020: a revocation applies
+at once) and what it may do is the access policy's answer (application.policy: its own permissions ∩
+what its issuer may do now), as on `/v1`. Rate limits as on `/v1`: refused credentials count against the client address, accepted ones
 against the key and then the organisation.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import Request
 
 from application import Principal
 from application.policy import Grant
+from application.request_access import RequestAccess
 from application.security import key_prefix, looks_like_api_key
 from domain.errors import Unauthenticated
 from domain.permissions import Permission
@@ -42,9 +43,9 @@ class Project:
 def project(request: Request, permission: Permission | None = None) -> Project:
     """Authenticate, rate-limit and authorise (403 without `permission`) the request's API key."""
     limiter: ratelimit.RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    container = request.app.state.container
+    access = request.app.state.container.app.request_access()  # one check of the log head
     try:
-        principal = _verify(request, container.app)
+        principal = _verify(request, access)
     except Unauthenticated:
         if limiter is not None:
             ratelimit.apply(request.state, limiter, "addr", client_address(request))
@@ -53,13 +54,13 @@ def project(request: Request, permission: Permission | None = None) -> Project:
     bind(api_key_id=principal.api_key_id, org_id=org_id)
     if limiter is not None:
         ratelimit.apply(request.state, limiter, "key", str(principal.api_key_id))
-    grant = container.app.grant(principal, org_id, permission)
+    grant = access.grant(principal, org_id, permission)
     if limiter is not None:
         ratelimit.apply(request.state, limiter, "org", str(org_id))
     return Project(principal, org_id, grant)
 
 
-def _verify(request: Request, app) -> Principal:
+def _verify(request: Request, access: RequestAccess) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated(f"missing credentials: {HOW}", code="UNAUTHENTICATED")
@@ -73,7 +74,7 @@ def _verify(request: Request, app) -> Principal:
         raise Unauthenticated(f"malformed Authorization header: {HOW}", code="INVALID_TOKEN") from None
     if not sep or not looks_like_api_key(password):
         raise Unauthenticated(f"invalid API key: {HOW}", code="INVALID_API_KEY")
-    principal = app.authenticate_api_key(password)
+    principal = access.api_key(password)
     if not hmac.compare_digest(username.encode(), key_prefix(principal.api_key_id).encode()):
         raise Unauthenticated(f"the username is not this API key's prefix: {HOW}", code="INVALID_API_KEY")
     return principal
