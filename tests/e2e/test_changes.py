@@ -212,3 +212,40 @@ def test_many_idle_streams_share_one_poller(api, team):
             finally:
                 for s in streams:
                     s.__exit__(None, None, None)
+
+
+def test_heartbeats_keep_idle_streams_alive_and_end_them_once_access_is_gone(api, team, monkeypatch):
+    """An idle stream gets a `: heartbeat` comment every HEARTBEAT_SECONDS (15 s; shortened here), and
+    access is checked again at each: the streams of a revoked key, a removed member and a session that
+    logged out end."""
+    from interfaces.http.routers import changes as changes_router
+
+    monkeypatch.setattr(changes_router, "HEARTBEAT_SECONDS", 0.3)
+    owner, dev, org = team
+    key = api.key(owner, org, ["prompts:read"], name="watcher")
+    reader = api.user("reader")
+    api.add(owner, org, reader, "viewer")
+    url = f"/v1/orgs/{org}/changes/stream"
+    with serving(api.container) as base:
+        with httpx.Client(base_url=base, timeout=20) as http:
+            for who, lose_access in (
+                (key.h,
+                 lambda: api.delete(f"/v1/orgs/{org}/api-keys/{key.id}", headers=owner.h)),
+                (dev.h, lambda: api.delete(f"/v1/orgs/{org}/members/{dev.user_id}", headers=owner.h)),
+                (reader.h, lambda: api.post("/v1/auth/logout", headers=reader.h)),
+            ):
+                with http.stream("GET", url, headers=who, params={"start": "now"}) as response:
+                    assert response.status_code == 200
+                    lines = response.iter_lines()
+                    comments = []
+                    for line in lines:
+                        if line.startswith(":"):
+                            comments.append(line[1:].strip())
+                        if comments.count("heartbeat") >= 2:
+                            break
+                    assert comments[:2] == ["connected", "caught-up"]
+                    assert lose_access().status_code in (200, 204)
+                    started = time.monotonic()
+                    rest = list(lines)  # the server ends the stream at its next heartbeat
+                    assert time.monotonic() - started < 5
+                    assert not any(line.startswith(("id:", "data:")) for line in rest)

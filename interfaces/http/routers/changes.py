@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from domain.errors import DomainError
 from domain.permissions import Permission
-from interfaces.http.deps import ContainerDep, ReadScope, fresh
+from interfaces.http.deps import ContainerDep, ReadScope, fresh, still_allowed
 from interfaces.http.errors import ApiError
 from interfaces.http.schemas.changes import ChangeOut, ChangePage
 from interfaces.http.schemas.common import ERRORS
@@ -98,7 +98,6 @@ async def stream(
     member or an ended session closes the stream."""
     hub = request.app.state.change_hub
     org = str(scope.org_id)
-    principal = scope.principal
     subscriber = hub.subscribe(org)  # before the cursor is taken: nothing falls in between
     try:
         cursor = _cursor(container, after, last_event_id, start)
@@ -124,9 +123,8 @@ async def stream(
                 except asyncio.TimeoutError:
                     if await request.is_disconnected():
                         return
-                    try:  # still allowed? (revocations take effect on the stream too)
-                        grant = await run_in_threadpool(container.app.grant, principal, scope.org_id,
-                                                        Permission.PROMPTS_READ)
+                    try:  # still allowed? (revocations, removals and ended sessions end the stream)
+                        grant = await run_in_threadpool(still_allowed, request, scope, Permission.PROMPTS_READ)
                     except DomainError:
                         return
                     audit = grant.allows(Permission.AUDIT_READ)
