@@ -45,7 +45,8 @@ def main() -> None:
     user_id, _ = app.register_user("bench@example.com", "correct horse battery staple", "B", "bench")
     owner = Principal.user(user_id)
     org = app.create_organisation(owner, "Bench", "bench").id
-    app.update_organisation(owner, org, "bench", plan="PRO")
+    # includes resolve `production`; the bench moves it directly (no review gate: adr/0014)
+    app.update_organisation(owner, org, "bench", plan="PRO", protected_labels=[])
     body = "Answer the customer's question about {{product}} politely and precisely. " * 4
     levels = ["shared/footer", "shared/signature", "shared/tone"]
     previous = None
