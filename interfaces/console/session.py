@@ -267,6 +267,8 @@ def org_page(permission: Permission | None = None):
 
 OrgPage = Annotated[OrgScope, Depends(org_page())]
 ReadPage = Annotated[OrgScope, Depends(org_page(Permission.PROMPTS_READ))]
+#: The pages holding a form for a new prompt or version: only for those who may save it.
+WritePage = Annotated[OrgScope, Depends(org_page(Permission.PROMPTS_WRITE))]
 AuditPage = Annotated[OrgScope, Depends(org_page(Permission.AUDIT_READ))]
 KeysPage = Annotated[OrgScope, Depends(org_page(Permission.API_KEYS_MANAGE))]
 ManagePage = Annotated[OrgScope, Depends(org_page(Permission.ORG_MANAGE))]

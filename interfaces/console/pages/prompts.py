@@ -14,7 +14,7 @@ from domain.values import clean_prompt_name
 from interfaces.console import diffing
 from interfaces.console.pages.common import attempt, is_htmx, org_url, settle, split_list, status_for
 from interfaces.console.rendering import redirect, render
-from interfaces.console.session import Form, FormDep, OrgPage, ReadPage
+from interfaces.console.session import Form, FormDep, OrgPage, ReadPage, WritePage
 from interfaces.console.views import (
     highlight, message_rows, messages_arg, parse_json_field, placeholder_values, problems_by_field, render_values,
     rows_of_messages, searchable, snippet, terms_of, variable_fields,
@@ -101,7 +101,7 @@ def _blank_form(folder: str = "") -> dict[str, Any]:
 
 
 @router.get("/new")
-def new_prompt_page(request: Request, scope: OrgPage,
+def new_prompt_page(request: Request, scope: WritePage,
                     folder: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     return render(request, "prompt_new.html", scope=scope, form=_blank_form(_folder(folder) or ""), errors={})
 
@@ -271,7 +271,7 @@ def _edit_form(version: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/{prompt_id}/edit")
-def edit_page(request: Request, scope: OrgPage, prompt_id: str, container: ContainerDep) -> Response:
+def edit_page(request: Request, scope: WritePage, prompt_id: str, container: ContainerDep) -> Response:
     org, pid = str(scope.org_id), prompt_id_of(prompt_id)
     row = require_prompt(container, org, pid)
     latest = container.catalogue.version(org, str(pid), row["latest_version"])

@@ -12,7 +12,7 @@ from interfaces.console import diffing
 from interfaces.console.pages.common import attempt, org_url, settle, status_for
 from interfaces.console.pages.prompts import refused_on_prompt_page
 from interfaces.console.rendering import redirect, render
-from interfaces.console.session import FormDep, OrgPage, ReadPage
+from interfaces.console.session import FormDep, OrgPage, ReadPage, Refused
 from interfaces.http.deps import ContainerDep, RequestId
 from interfaces.http.kit import prompt_id_of
 from interfaces.http.routers.reviews import review_id_of, review_view
@@ -83,8 +83,10 @@ def decide(request: Request, form: FormDep, scope: OrgPage, review_id: str, cont
         result, error = attempt(container.app.approve_review, scope.principal, scope.org_id, target, comment, rid)
     elif decision == "reject":
         result, error = attempt(container.app.reject_review, scope.principal, scope.org_id, target, comment, rid)
-    else:
+    elif decision == "withdraw":
         result, error = attempt(container.app.withdraw_review, scope.principal, scope.org_id, target, rid)
+    else:  # never guess: a form without a known decision (a typo, a missing button) changes nothing
+        raise Refused(400, "Choose to approve, reject or withdraw the request.")
     if error is not None:
         settle(container, error.details.get("position"))  # a superseded request is saved as such
         return render(request, "review.html", scope=scope, status=status_for(error), error=error.message,
