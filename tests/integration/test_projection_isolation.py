@@ -102,6 +102,7 @@ def test_every_projection_gets_a_fair_share_under_sustained_writes(container):
     first rarely finished and the others fell ~12k events behind. Now one batch each, in turn."""
     app = container.app
     owner, org = _owner(app)
+    app.update_organisation(owner, org, "r", plan="PRO")  # the writer must not stop at the FREE plan's 100 prompts
     for i in range(30):
         app.create_prompt(owner, org, name=f"seed-{i}", template="t", request_id="r")
     order: list[str] = []
@@ -111,12 +112,16 @@ def test_every_projection_gets_a_fair_share_under_sustained_writes(container):
     fair = ProjectionSupervisor(container.engine, container.supervisor.source,
                                 {n: Recording(container.engine, n, order) for n in names}, batch_size=5)
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     def writer():
         i = 0
-        while not stop.is_set():
-            app.create_prompt(owner, org, name=f"live-{i}", template="t", request_id="w")
-            i += 1
+        try:
+            while not stop.is_set():
+                app.create_prompt(owner, org, name=f"live-{i}", template="t", request_id="w")
+                i += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below: the writes must go on throughout
+            errors.append(exc)
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -126,6 +131,7 @@ def test_every_projection_gets_a_fair_share_under_sustained_writes(container):
     finally:
         stop.set()
         thread.join()
+    assert errors == []
     assert len(order) >= 3 * 20
     # In every window of len(names) consecutive batches, no projection appears twice while another is pending.
     for i in range(0, len(order) - len(names), len(names)):
