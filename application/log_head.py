@@ -7,7 +7,7 @@ follow) and handed to the listeners (the caches) *before* the new head is publis
 whose check returned never sees an entry that an event at or below that head made stale.
 
 This is exact because commits become visible in notification-id order: the Postgres recorder takes
-`LOCK TABLE ... IN EXCLUSIVE MODE` on insert (never set POSTGRES_ENABLE_DB_FUNCTIONS) and SQLite has
+`LOCK TABLE ... IN EXCLUSIVE MODE` on insert (never switch on the library's DB-function inserts) and SQLite has
 one writer. So once the head is H, every event with an id <= H is visible and none will appear later.
 """
 from __future__ import annotations
