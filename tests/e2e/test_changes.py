@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 
 from interfaces.http.app import create_app
 from tests.e2e.support import assert_error
+from tests.support.waiting import serving as serving_app
 
 
 def feed(api, org, who, **params):
@@ -120,24 +118,9 @@ def test_feeds_are_tenant_scoped(api, team):
 
 # -- Server-Sent Events, against a real server ----------------------------------------------------
 
-@contextmanager
 def serving(container):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    """The app over `container` on a real uvicorn server (SSE needs a socket)."""
+    return serving_app(create_app(container))
 
 
 def read_events(response, count, timeout=10):

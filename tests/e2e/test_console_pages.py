@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-import time
 import uuid
 from dataclasses import replace
 
@@ -17,6 +16,7 @@ import pytest
 from application import Principal
 from tests.e2e.test_console_http import Console, _org, _prompt, _user
 from tests.e2e.test_webhooks import FAST, Receiver
+from tests.support.waiting import until
 
 _LINK = re.compile(r'<a href="/console/orgs/[0-9a-f-]{36}/prompts/([0-9a-f-]{36})" class="prompt-link">([^<]*)</a>')
 _OPTION = re.compile(r'<option value="([0-9a-f-]{36})"( selected)?>([^<]*)</option>')
@@ -336,17 +336,6 @@ def _delivery_rows(page: str) -> list[dict[str, str]]:
             for t, p, s, a, last in rows]
 
 
-def _until(predicate, timeout: float = 15.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def receiver():
     made = Receiver()
@@ -379,7 +368,7 @@ def test_the_deliveries_page_shows_each_delivery_and_its_last_attempt(api_factor
     assert int(row["attempts"]) >= 2 and row["last"].startswith("failed (HTTP 500)")
 
     receiver.mode = "ok"
-    delivered = _until(lambda: [r for r in _delivery_rows(ada.get(page_url).text) if r["state"] == "delivered"],
+    delivered = until(lambda: [r for r in _delivery_rows(ada.get(page_url).text) if r["state"] == "delivered"],
                        message="the delivery to succeed")
     (row,) = delivered
     sent = [r for r in receiver.requests if r.event_id == position]

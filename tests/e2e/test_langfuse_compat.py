@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.routing import iter_route_contexts
 from langfuse import Langfuse
 from langfuse.api import AccessDeniedError, NotFoundError, UnauthorizedError
@@ -29,6 +25,7 @@ from interfaces.http.app import create_app
 from interfaces.http.compat import langfuse as compat
 from interfaces.http.compat.langfuse_views import template_format
 from tests.e2e.support import Api, Key, User
+from tests.support.waiting import serving as serving_app
 
 PROMPT_KEYS = {"type", "name", "version", "prompt", "config", "labels", "tags", "commitMessage", "resolutionGraph"}
 META_KEYS = {"name", "type", "versions", "labels", "tags", "lastUpdatedAt", "lastConfig"}
@@ -43,25 +40,9 @@ def with_compat(app):
     return app
 
 
-@contextmanager
 def serving(container):
-    """The app over `container` on a real uvicorn server (a thread), as tests/e2e/test_changes.py does."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(with_compat(create_app(container)), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    """The app over `container`, with the compatibility router, on a real uvicorn server (the SDK needs a socket)."""
+    return serving_app(with_compat(create_app(container)))
 
 
 def prefix(key: Key) -> str:

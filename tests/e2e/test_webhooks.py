@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.support import assert_error
+from tests.support.waiting import until
 from workers.webhooks import sender
 
 #: Fast retries and short timeouts: these tests are about behaviour, not production pacing.
@@ -150,18 +151,6 @@ def fast_api(api_factory):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def until(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "condition"):
-    """Polls `predicate` until it answers something truthy (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {message}; last: {value!r}")
-        time.sleep(interval)
-
-
 def create(api, who, org: str, url: str, events: list[str] | None = None, **extra) -> dict[str, Any]:
     r = api.post(f"/v1/orgs/{org}/webhooks", json={"url": url, "events": events or ["*"], **extra}, headers=who.h)
     assert r.status_code == 201, r.text
@@ -285,9 +274,12 @@ def test_order_is_kept_per_webhook_and_types_are_the_feed_vocabulary(fast_api, r
     assert len({r.delivery for r in got}) == 10
     assert [r.json["version"] for r in got[-3:]] == [3, 5, 7]
     assert all(sender.verify(hook["secret"], r.body, r.headers["promptforge-signature"]) for r in got)
-    log = log_of(api, owner, org, hook["id"])
+    # the receiver has the last delivery before the dispatcher records its answer: wait for the record
+    log = until(lambda: (lambda l: l if all(d["state"] == "delivered" for d in l) else None)(
+        log_of(api, owner, org, hook["id"])), message="every delivery recorded as delivered")
     assert [d["event_id"] for d in log] == [r.event_id for r in reversed(got)]  # newest first
-    assert all(d["state"] == "delivered" and d["attempts"] == 1 and d["history"][0]["ok"] for d in log)
+    assert all(d["state"] == "delivered" and d["attempts"] == 1 and d["history"][0]["ok"] for d in log), \
+        [(d["event_id"], d["state"], d["attempts"]) for d in log]
 
 
 def test_events_filter_and_star_includes_audit_changes(fast_api, receivers):

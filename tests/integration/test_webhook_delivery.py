@@ -6,6 +6,7 @@ The receivers are real HTTP servers on 127.0.0.1; the deployments allow private 
 they may deliver to them."""
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from interfaces.bootstrap import build
 from workers.webhooks import sender
 from workers.webhooks.dispatcher import Dispatcher
 from workers.webhooks.runner import WebhookRunner
+from tests.support.waiting import until as wait_until
 from workers.webhooks.store import deliveries
 
 FAST = dict(webhooks_allow_private_networks=True, webhook_retry_base_seconds=0.05, webhook_retry_max_seconds=0.2,
@@ -95,15 +97,8 @@ def receivers():
         r.close()
 
 
-def until(predicate, timeout: float = 20.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {message}; last: {value!r}")
-        time.sleep(0.05)
+#: Deliveries through threads, Redis and dramatiq: a longer wait than the e2e default.
+until = functools.partial(wait_until, timeout=20.0)
 
 
 class World:
