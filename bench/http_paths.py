@@ -410,6 +410,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1, help="duration of each untimed warm-up run")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--targets", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
+    parser.add_argument("--workloads", default="abcde",
+                        help="which workloads to run (letters of WORKLOADS; default all): abc = the reads, de = the writes")
     parser.add_argument("--client", default="auto", choices=["auto", "wrk", "python"])
     parser.add_argument("--prompts", type=int, default=200, help="corpus prompts fetched by name")
     parser.add_argument("--revise-pool", type=int, default=64, help="prompts revised (split over the connections)")
@@ -504,6 +506,9 @@ def main() -> int:
             meter = BackendMeter(db)
             plan: list[tuple[str, str, str]] = []  # (group, target, workload)
             for group, keys in (("get", "abc"), ("post", "de")):
+                keys = [k for k in keys if k in args.workloads]
+                if not keys:
+                    continue
                 plan.append((group, "ceiling", group))
                 plan.extend((group, t.name, k) for t in targets for k in keys)
             run_no = 0
@@ -524,6 +529,8 @@ def main() -> int:
                 for conns in args.connections:
                     for group in ("get", "post"):
                         items = [p for p in plan if p[0] == group]
+                        if not items:
+                            continue
                         shift = rnd % len(items)
                         for _, target_name, key in items[shift:] + items[:shift]:
                             samples.setdefault((target_name, key, conns), []).append(
