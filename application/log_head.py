@@ -49,6 +49,11 @@ class LogHead:
         """The head as of the last check that returned (never ahead of what listeners know)."""
         return self._head
 
+    @property
+    def reader(self) -> Callable[[], int | None]:
+        """How the head is read (the composition root may build a read for the event loop from it)."""
+        return self._read
+
     def unchanged(self) -> int | None:
         """The head, when a read that never waits (the probe) finds it where the last check left it:
         the caches are current, as after `check()`. None: call `check()` (it may wait)."""

@@ -18,7 +18,7 @@ from application.access_cache import AccessCache
 from application.log_head import LogHead
 from application.security import derive_webhook_key
 from application.serialise import KeyedLocks
-from interfaces.event_store import eventsourcing_env, head_probe, head_reader
+from interfaces.event_store import async_head_probe, eventsourcing_env, head_probe, head_reader
 from interfaces.observability.metrics import Metrics, ProjectionCollector
 from interfaces.schema_lock import schema_lock
 from interfaces.settings import Settings
@@ -265,6 +265,9 @@ def http_services(container: Container) -> HttpServices:
     hub = ChangeHub(container.changes.since, lambda: supervisor.positions().get(Changes.name, 0),
                     progress=supervisor.progress if container.runners else None)
     head = container.app.log_head
+    heads = None
+    if head is not None:
+        heads = HeadCheck(head.check, head.unchanged, probe=async_head_probe(head.reader),
+                          position=lambda: head.position)
     return HttpServices(TokenService(settings), LoginThrottle(settings), RateLimiter(settings), hub,
-                        PositionCache(FETCH_CACHE_SIZE), ReadModelPosition(container.engine, Catalogue.name),
-                        HeadCheck(head.check, head.unchanged) if head is not None else None)
+                        PositionCache(FETCH_CACHE_SIZE), ReadModelPosition(container.engine, Catalogue.name), heads)

@@ -126,12 +126,64 @@ class PostgresHeadReader:
             self._close()
 
 
+class AsyncPostgresHeadProbe:
+    """The Postgres store's head read on the event loop (adr/0020): psycopg's async connection, one
+    per event loop, autocommit, the recorder's own statement. It never raises: on any database error
+    it answers None (the caller then takes the checked path through the thread pool, which retries
+    and reports) and reconnects on the next call. One read at a time (interfaces.http.head_check
+    shares each read between the requests waiting for it)."""
+
+    def __init__(self, reader: PostgresHeadReader):
+        self._conninfo = reader._conninfo
+        self._kwargs = reader._kwargs
+        self._connect_timeout = reader._connect_timeout
+        self._statement = reader._statement
+        self._conn = None
+        self._loop = None
+
+    async def __call__(self) -> int | None:
+        import asyncio
+
+        import psycopg
+
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a connection belongs to the loop that made it
+            self._discard()
+            self._loop = loop
+        try:
+            if self._conn is None:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=self._connect_timeout, **self._kwargs)
+            cursor = await self._conn.execute(self._statement)
+            row = await cursor.fetchone()
+            return row[0] or 0
+        except psycopg.Error:
+            self._discard()
+            return None
+
+    def _discard(self) -> None:
+        """Drop the connection without its event loop (the loop may be closed already)."""
+        if self._conn is not None:
+            try:
+                self._conn.pgconn.finish()
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        self._discard()
+
+
 def head_reader(url: str, recorder):
     """How `LogHead` reads the head: the recorder's `max_notification_id`, or on Postgres a
     connection of its own (PostgresHeadReader)."""
     if urlsplit(url).scheme.split("+")[0] in ("postgresql", "postgres") and hasattr(recorder, "datastore"):
         return PostgresHeadReader(recorder)
     return recorder.max_notification_id
+
+
+def async_head_probe(reader) -> AsyncPostgresHeadProbe | None:
+    """A head read for the event loop, where the store has one (Postgres); else None."""
+    return AsyncPostgresHeadProbe(reader) if isinstance(reader, PostgresHeadReader) else None
 
 
 def head_probe(url: str, recorder) -> SqliteHeadProbe | None:

@@ -69,6 +69,9 @@ def create_app(container: Container | None = None, settings: Settings | None = N
             yield
         finally:
             hub.close()
+            if services.head_check is not None:
+                services.head_check.close()
+            await services.rate_limiter.aclose()
             if owned:
                 container.close()
 

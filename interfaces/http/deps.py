@@ -5,7 +5,7 @@ org scope (404 for anyone outside the tenancy), then (for queries) wait for `min
 
 Dependencies that do no I/O are `async def` (FastAPI would otherwise send each through the thread
 pool); the org scope authenticates itself, so an org route costs one thread hop for auth +
-tenancy and one for the endpoint.
+tenancy and one for the endpoint. The hot fetch decides on the event loop instead (`org_scope_on_loop`).
 """
 from __future__ import annotations
 
@@ -211,25 +211,53 @@ def _decide(request: Request, access: RequestAccess, org_id: str, permission: Pe
     return _Decision(caller, org=org, grant=grant)
 
 
-def _account(request: Request, decision: _Decision, head: int | None) -> OrgScope:
-    """Count the request in its buckets, in order (client address for a refused credential; else
-    key or user, then the organisation once authorised), and answer or refuse as decided."""
-    limiter: ratelimit.RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+Buckets = tuple[tuple[str, str], "tuple[str, str] | None"]
+
+
+def _buckets(request: Request, decision: _Decision) -> Buckets | None:
+    """The rate-limit buckets the request counts in, in order: the client address for a refused
+    credential (requests without one were counted by the middleware); else the key or user, then
+    the organisation once authorised (counted only while the caller's bucket allows the request)."""
     if decision.refused is not None:
-        _count_refused(request, limiter)
+        return (("addr", client_address(request)), None) if "authorization" in request.headers else None
+    if decision.error is not None:
+        return _bucket(decision.caller), None
+    return _bucket(decision.caller), ("org", str(decision.org))
+
+
+def _count(limiter: ratelimit.RateLimiter | None, buckets: Buckets | None) -> tuple:
+    if limiter is None or buckets is None:
+        return None, None
+    first, second = buckets
+    return (limiter.hit(*first), None) if second is None else limiter.hit_pair(first, second)
+
+
+async def _count_on_loop(limiter: ratelimit.RateLimiter | None, buckets: Buckets | None) -> tuple:
+    if limiter is None or buckets is None:
+        return None, None
+    first, second = buckets
+    return (await limiter.hit_async(*first), None) if second is None else await limiter.hit_pair_async(first, second)
+
+
+def _settle(request: Request, decision: _Decision, quotas: tuple, head: int | None) -> OrgScope:
+    """Answer or refuse as decided, once counted: a spent bucket (429) comes before the decision's
+    own refusal, as the counting order says."""
+    if decision.refused is not None:
+        ratelimit.record(request.state, quotas[0])
         raise decision.refused
-    if decision.error is not None or limiter is None:
-        _count_caller(request, limiter, decision.caller)
-        if decision.error is not None:
-            raise decision.error
-        bind(org_id=decision.org)
-    else:  # both buckets in one go (one round trip on Redis), the org's only if the caller's allows
-        _bind_caller(decision.caller)
-        caller_quota, org_quota = limiter.hit_pair(_bucket(decision.caller), ("org", str(decision.org)))
-        ratelimit.record(request.state, caller_quota)
-        bind(org_id=decision.org)
-        ratelimit.record(request.state, org_quota)
+    _bind_caller(decision.caller)
+    ratelimit.record(request.state, quotas[0])
+    if decision.error is not None:
+        raise decision.error
+    bind(org_id=decision.org)
+    ratelimit.record(request.state, quotas[1])
     return OrgScope(decision.caller, decision.org, decision.grant, head)
+
+
+def _account(request: Request, decision: _Decision, head: int | None) -> OrgScope:
+    """Count the request in its buckets (`_buckets`), then answer or refuse as decided."""
+    limiter: ratelimit.RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    return _settle(request, decision, _count(limiter, _buckets(request, decision)), head)
 
 
 def _org_scope(request: Request, org_id: str, permission: Permission | None) -> OrgScope:
@@ -249,22 +277,23 @@ def org_scope(permission: Permission | None = None):
 
 async def org_scope_on_loop(request: Request, org_id: str, permission: Permission | None) -> OrgScope:
     """`org_scope(permission)` for a fast path (interfaces.http.fast_route), the same answer and
-    counting. Where the access cache is wired and the rate limits count in process memory, it is
-    decided on the event loop from cached aggregates, after a log-head check shared by the requests
-    waiting at that moment (interfaces.http.head_check: one thread hop per batch, not one per
-    request: the hops were the tail latency). Whatever would wait on I/O (an aggregate not cached
-    yet, limits in Redis) goes through the thread pool as the dependency does."""
+    counting, on the event loop where the access cache is wired: a log-head check shared by the
+    requests waiting at that moment (interfaces.http.head_check: on Postgres an async read; else
+    one thread hop per batch, not one per request: the hops were the tail latency), the decision
+    from cached aggregates, the counting in memory or through async Redis. Only an aggregate not
+    cached yet sends the request through the thread pool, as the dependency does."""
     state = request.app.state
     heads = getattr(state, "head_check", None)
-    limiter: ratelimit.RateLimiter | None = getattr(state, "rate_limiter", None)
-    if heads is not None and (limiter is None or limiter.in_process):
+    if heads is not None:
         access = state.container.app.request_access(checked_head=await heads.check(), cached_only=True)
         try:
             decision = _decide(request, access, org_id, permission)
         except NotCached:
             pass
         else:
-            return _account(request, decision, access.head)
+            limiter: ratelimit.RateLimiter | None = getattr(state, "rate_limiter", None)
+            quotas = await _count_on_loop(limiter, _buckets(request, decision))
+            return _settle(request, decision, quotas, access.head)
     return await run_in_threadpool(_org_scope, request, org_id, permission)
 
 

@@ -5,21 +5,31 @@ it would cost every request a thread hop, and those hops (threads contending for
 event loop) were most of the hot path's tail latency. Here a request waits for the first read that
 *starts* after it arrived (so it sees every commit made before it began), and every request waiting
 at that moment shares that read: one hop per batch of concurrent requests.
+
+Where the store can be read on the event loop (Postgres: `probe`, an async read of the head), the
+shared read is that probe: when it finds the head where the last check left it (`position`), the
+caches are current and no thread is involved at all; only when the log moved does the read go on to
+`check` in the thread pool (the caches then hear of the new events).
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 
 
 class HeadCheck:
-    def __init__(self, check: Callable[[], int], unchanged: Callable[[], int | None] | None = None):
+    def __init__(self, check: Callable[[], int], unchanged: Callable[[], int | None] | None = None, *,
+                 probe: Callable[[], Awaitable[int | None]] | None = None,
+                 position: Callable[[], int | None] | None = None):
         """`check`: LogHead.check (may wait); `unchanged`: LogHead.unchanged (never waits: answers
-        on the event loop while the log has not moved, where the store allows it)."""
+        on the event loop while the log has not moved, where the store allows it); `probe`: an
+        async read of the head (None when it failed), compared with `position` (LogHead.position)."""
         self._check = check
         self._unchanged = unchanged
+        self._probe = probe
+        self._position = position
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: asyncio.Future | None = None  # the read in flight (began before newcomers)
         self._next: asyncio.Future | None = None  # the read that starts when it ends
@@ -48,7 +58,9 @@ class HeadCheck:
 
     async def _read(self, answer: asyncio.Future) -> None:
         try:
-            head = await run_in_threadpool(self._check)
+            head = await self._probed()
+            if head is None:
+                head = await run_in_threadpool(self._check)
         except BaseException as exc:  # every waiter of this read gets the error
             if not answer.done():
                 answer.set_exception(exc)
@@ -60,3 +72,19 @@ class HeadCheck:
             self._running, self._next = self._next, None
             if self._running is not None:
                 self._start()
+
+    def close(self) -> None:
+        """Close the probe's connection (the app's shutdown)."""
+        close = getattr(self._probe, "close", None)
+        if close is not None:
+            close()
+
+    async def _probed(self) -> int | None:
+        """The head read on the loop when it is where the last check left it, else None."""
+        if self._probe is None or self._position is None:
+            return None
+        known = self._position()
+        if known is None:
+            return None
+        head = await self._probe()
+        return head if head == known else None

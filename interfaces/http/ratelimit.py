@@ -14,7 +14,9 @@ open; any other exception is a bug and propagates (a 500, logged with its traceb
 Cost (adr/0020): a hit is one storage call per bucket (Redis: one round trip running the library's
 INCR+EXPIRE script); the window's end is remembered per bucket once read; a key or user bucket and
 the organisation's are counted in one round trip (`hit_pair`); the in-memory storage starts no timer
-thread (`WindowMemoryStorage`).
+thread (`WindowMemoryStorage`). On the event loop (the hot path's fast route), Redis is counted
+through redis.asyncio (`hit_async`, `hit_pair_async`: the same keys and scripts, so both paths
+count in the same buckets), without a thread hop.
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 (IETF draft names; the most constrained bucket of the request); a refusal is 429 with
@@ -22,6 +24,9 @@ Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLi
 """
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
 import logging
 import math
 import threading
@@ -58,6 +63,14 @@ if first > tonumber(ARGV[2]) then return {first, 0} end
 local second = redis.call("incrby", KEYS[2], 1)
 if second == 1 then redis.call("expire", KEYS[2], expiry) end
 return {first, second}
+"""
+
+
+#: One bucket, as the library's `incr_expire.lua` counts it (for `hit_async`).
+SINGLE_SCRIPT = """
+local current = redis.call("incrby", KEYS[1], 1)
+if current == 1 then redis.call("expire", KEYS[1], tonumber(ARGV[1])) end
+return current
 """
 
 
@@ -102,6 +115,96 @@ class WindowMemoryStorage(MemoryStorage):
             return count
 
 
+class AsyncRedisCounter:
+    """The limiter's Redis counting for the event loop (redis.asyncio). Hits waiting at one moment
+    go to Redis in one pipeline (one round trip, one connection): a hit is sent at once when none is
+    in flight, and those arriving meanwhile wait for the next pipeline (measured: ~100 µs of CPU per
+    hit alone, ~22 µs in pipelines of 8). One client per event loop (a connection belongs to the
+    loop that made it), with the sync storage's short timeouts."""
+
+    def __init__(self, url: str, prefix: str):
+        from redis.exceptions import NoScriptError, RedisError
+
+        self._url = url
+        self._prefix = prefix
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = None
+        self._pending: list[tuple[str, list[str], list, asyncio.Future]] = []
+        self._flushing: asyncio.Task | None = None
+        self._no_script = NoScriptError
+        #: What the client raises when Redis is unreachable or slow (never a programming error).
+        self.errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+    def _connection(self):
+        from redis import asyncio as aioredis
+
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests): nothing of the old one is usable
+            self._loop, self._pending, self._flushing = loop, [], None
+            self._client = aioredis.Redis.from_url(self._url, socket_connect_timeout=0.5, socket_timeout=1.0)
+        return self._client
+
+    async def run(self, script: str, keys: list[str], args: list) -> object:
+        """The script's answer for these keys (sent with the other hits waiting now)."""
+        self._connection()
+        answer = self._loop.create_future()
+        self._pending.append((script, [f"{self._prefix}:{k}" for k in keys], args, answer))
+        if self._flushing is None:
+            self._flushing = self._loop.create_task(self._flush())
+        return await answer
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self._execute(batch)
+                except Exception as exc:  # the whole pipeline failed: every hit in it did
+                    results = [exc] * len(batch)
+                for (*_, answer), result in zip(batch, results):
+                    if answer.done():  # its request went away
+                        continue
+                    if isinstance(result, Exception):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(result)
+        finally:
+            self._flushing = None
+
+    async def _execute(self, batch) -> list:
+        client = self._connection()
+        results = await self._pipeline(client, batch)
+        missing = [i for i, r in enumerate(results) if isinstance(r, self._no_script)]
+        if missing:  # Redis lost its scripts (a restart): load them, send those hits again (counted once)
+            for script in {batch[i][0] for i in missing}:
+                await client.script_load(script)
+            again = await self._pipeline(client, [batch[i] for i in missing])
+            for i, result in zip(missing, again):
+                results[i] = result
+        return results
+
+    @staticmethod
+    async def _pipeline(client, batch) -> list:
+        async with client.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(_sha1(script), len(keys), *keys, *args)
+            return await pipe.execute(raise_on_error=False)
+
+    async def ttl(self, key: str) -> int:
+        return await self._connection().ttl(f"{self._prefix}:{key}")
+
+    async def aclose(self) -> None:
+        """Close this loop's client (on the loop that made it: the app's shutdown)."""
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+
+@functools.cache
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
 def storage_error_name(exc: BaseException) -> str:
     """The class name of the underlying error (never its message: it may carry the Redis URL)."""
     inner = getattr(exc, "storage_error", None) if isinstance(exc, StorageError) else None
@@ -137,11 +240,55 @@ class RateLimiter:
         #: storage key -> when its current window ends (time.time()), as last read or started here.
         self._window_ends: dict[str, float] = {}
         self._pair_script = None
+        storage = self.limiter.storage
+        #: Counting on the event loop (Redis only; the memory storage is counted in place).
+        self._async = (AsyncRedisCounter(settings.redis_url, storage.key_prefix)
+                       if type(storage) is RedisStorage else None)
 
-    @property
-    def in_process(self) -> bool:
-        """Counted in this process's memory (no I/O: callable from the event loop)."""
-        return isinstance(self.limiter.storage, MemoryStorage)
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+
+    def _storage_down(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.cooldown
+        log.warning("rate-limit storage unavailable (%s); failing open for %.0f s", storage_error_name(exc),
+                    self.cooldown)
+
+    async def hit_async(self, kind: str, key: str) -> Quota | None:
+        """`hit` for the event loop: Redis through redis.asyncio; in memory, `hit` itself (no I/O)."""
+        if self._async is None:
+            return self.hit(kind, key)
+        if time.monotonic() < self._down_until:
+            return None
+        item = self.items[kind]
+        storage_key = item.key_for(key)
+        expiry = item.get_expiry()
+        try:
+            count = int(await self._async.run(SINGLE_SCRIPT, [storage_key], [expiry]))
+            ends = await self._window_end_async(storage_key, count, expiry)
+        except self._async.errors as exc:
+            self._storage_down(exc)
+            return None
+        return self._quota(count, ends)
+
+    async def hit_pair_async(self, first: tuple[str, str],
+                             second: tuple[str, str]) -> tuple[Quota | None, Quota | None]:
+        """`hit_pair` for the event loop (one round trip on Redis)."""
+        if self._async is None:
+            return self.hit_pair(first, second)
+        if time.monotonic() < self._down_until:
+            return None, None
+        items = self.items[first[0]], self.items[second[0]]
+        keys = items[0].key_for(first[1]), items[1].key_for(second[1])
+        expiry = items[0].get_expiry()
+        try:
+            counts = [int(c) for c in await self._async.run(PAIR_SCRIPT, list(keys), [expiry, self.per_minute])]
+            ends = [await self._window_end_async(k, c, expiry) if c > 0 else None for k, c in zip(keys, counts)]
+        except self._async.errors as exc:
+            self._storage_down(exc)
+            return None, None
+        first_quota, second_quota = (self._quota(c, e) if e is not None else None for c, e in zip(counts, ends))
+        return first_quota, second_quota
 
     def hit(self, kind: str, key: str) -> Quota | None:
         """Count one request against a bucket; None when the storage is down (fail open)."""
@@ -154,9 +301,7 @@ class RateLimiter:
             count = self.limiter.storage.incr(storage_key, expiry)
             ends = self._window_end(storage_key, count, expiry)
         except STORAGE_ERRORS as exc:
-            self._down_until = time.monotonic() + self.cooldown
-            log.warning("rate-limit storage unavailable (%s); failing open for %.0f s", storage_error_name(exc),
-                        self.cooldown)
+            self._storage_down(exc)
             return None
         return self._quota(count, ends)
 
@@ -181,9 +326,7 @@ class RateLimiter:
                                                          args=[expiry, self.per_minute])]
             ends = [self._window_end(k, c, expiry) if c > 0 else None for k, c in zip(keys, counts)]
         except (*STORAGE_ERRORS, storage.base_exceptions) as exc:
-            self._down_until = time.monotonic() + self.cooldown
-            log.warning("rate-limit storage unavailable (%s); failing open for %.0f s", storage_error_name(exc),
-                        self.cooldown)
+            self._storage_down(exc)
             return None, None
         first_quota, second_quota = (self._quota(c, e) if e is not None else None for c, e in zip(counts, ends))
         return first_quota, second_quota
@@ -197,14 +340,25 @@ class RateLimiter:
         """When the bucket's window ends: it starts with the hit that counted 1 (here, or in another
         process: then read once from the storage). A remembered end more than a second away is
         still the same window (the storage reports whole seconds, rounded)."""
+        ends = self._known_end(storage_key, count, expiry)
+        return ends if ends is not None else self._remember(storage_key, self.limiter.storage.get_expiry(storage_key))
+
+    async def _window_end_async(self, storage_key: str, count: int, expiry: int) -> float:
+        ends = self._known_end(storage_key, count, expiry)
+        if ends is None:
+            ends = self._remember(storage_key, max(await self._async.ttl(storage_key), 0) + time.time())
+        return ends
+
+    def _known_end(self, storage_key: str, count: int, expiry: int) -> float | None:
+        """The window's end without a read (remembered, or started by this hit); None: read it."""
         now = time.time()
         if count == 1:
-            ends = now + expiry
-        else:
-            known = self._window_ends.get(storage_key)
-            if known is not None and now < known - 1:
-                return known
-            ends = self.limiter.storage.get_expiry(storage_key)
+            return self._remember(storage_key, now + expiry)
+        known = self._window_ends.get(storage_key)
+        return known if known is not None and now < known - 1 else None
+
+    def _remember(self, storage_key: str, ends: float) -> float:
+        now = time.time()
         if len(self._window_ends) >= self.MAX_REMEMBERED:
             for stale in [k for k, at in list(self._window_ends.items()) if at <= now]:
                 self._window_ends.pop(stale, None)

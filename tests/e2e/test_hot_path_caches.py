@@ -238,3 +238,33 @@ def test_the_fast_path_answers_exactly_as_fastapi_does(api):
     for f, g in zip(fast, general):
         assert f == g, (f, g)
     assert {a[2] for a in fast} >= {200, 304, 400, 404}
+
+
+def test_the_hot_fetch_counts_its_rate_limits_in_redis_like_every_route(api_factory, redis_url, monkeypatch):
+    """Served on the event loop (async Redis, adr/0020), the fetch counts in the same buckets as the
+    routes counted in the thread pool: the key's bucket and the organisation's, then 429."""
+    api = api_factory(redis_url=redis_url, rate_limit_per_minute=10)
+    owner, org, _ = setup(api)
+    key = api.key(owner, org, ["prompts:read"])
+    remaining = []
+    for _ in range(3):
+        r = api.get(fetch_path(org), headers=key.h, params={"label": "production", "min_position": api.position})
+        assert r.status_code == 200, r.text
+        remaining.append(int(r.headers["RateLimit-Remaining"]))
+    # the org's bucket also holds the owner's set-up commands: the most constrained bucket is shown
+    assert remaining == sorted(remaining, reverse=True) and remaining[0] - remaining[-1] == 2
+    # warm: answered on the event loop from now on, never through the thread pool's blocking client
+    monkeypatch.setattr(api.app.state.rate_limiter, "hit_pair", None)
+    answers = [api.get(fetch_path(org), headers=key.h, params={"label": "production"}) for _ in range(10)]
+    refused = [r for r in answers if r.status_code == 429]
+    assert refused and all(r.json()["error"]["code"] == "RATE_LIMITED" and r.headers["Retry-After"] for r in refused)
+    assert_error(api.get(fetch_path(org), headers=key.h, params={"label": "production"}), 429, "RATE_LIMITED")
+
+
+def test_the_hot_fetch_fails_open_when_redis_is_down(api_factory):
+    api = api_factory(redis_url="redis://127.0.0.1:1/0", rate_limit_per_minute=1)
+    owner, org, _ = setup(api)
+    key = api.key(owner, org, ["prompts:read"])
+    for _ in range(3):  # over the unenforced limit of 1
+        r = api.get(fetch_path(org), headers=key.h, params={"label": "production", "min_position": api.position})
+        assert r.status_code == 200, r.text
