@@ -91,8 +91,8 @@ class AccessCache:
         if not tickets:
             del self._loading[aggregate_id]
 
-    def evict(self, ids: Iterable[UUID] | None) -> None:
-        """`LogHead` listener: forget these aggregates (None: all of them)."""
+    def evict(self, ids: Iterable[UUID] | None, head: int | None = None) -> None:
+        """`LogHead` listener: forget these aggregates (None: all of them); `head` is not needed."""
         with self._lock:
             if ids is None:
                 self._entries.clear()

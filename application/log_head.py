@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from uuid import UUID
 
 #: A listener is told the originator ids of the new events, or None: "forget everything" (the first
-#: check of the process, or a gap too long to read).
-Listener = Callable[[Iterable[UUID] | None], None]
+#: check of the process, or a gap too long to read), and the head they go up to.
+Listener = Callable[[Iterable[UUID] | None, int], None]
 
 
 class LogHead:
@@ -111,7 +111,7 @@ class LogHead:
         else:
             ids = self._originators(known, head)
         for listener in self._listeners:
-            listener(ids)
+            listener(ids, head)
         self._head = head
         return head
 

@@ -30,7 +30,9 @@ keep-alive connections, at 1 and 16 connections:
 Rounds: after one untimed warm-up run of everything, each of `--rounds` rounds runs every workload
 on every target once per connection count (the order rotated per round), so load from other jobs
 hits the ceiling and the servers alike; fractions of the ceiling are paired per round, then
-summarised (median, p10, p90). Per run we record successful ops/s, p50/p99 latency (wrk's
+summarised (median, p10, p90). Before each run the target's projections are let catch up with the
+log (its /metrics lag gauges at 0), so a read run does not pay for the backlog a write run left;
+a run's CPU is counted until its own writes are projected (its wall time and rates end with the run). Per run we record successful ops/s, p50/p99 latency (wrk's
 histogram), answers by status and error code, the server's CPU seconds per op (its process tree;
 the dramatiq worker's separately) and its RSS. Results: bench/results/http_paths.md (+ .json).
 
@@ -41,7 +43,7 @@ bench/results/http_paths_profile.md (see `profile_fetch`).
     .venv/bin/python bench/http_paths.py --quick         # ~3 min: 3 rounds x 2 s, 100 prompts
     .venv/bin/python bench/http_paths.py --profile       # ~1 min: pyinstrument, 2,000 fetches
     options: --rounds N --seconds S --connections 1 16 --targets sqlite postgres --client wrk|python
-             --prompts 200 --db promptforge_bench_http --keep
+             --prompts 200 --db promptforge_bench_http --keep --workloads abcde
 """
 from __future__ import annotations
 
@@ -373,8 +375,29 @@ def _comm(pid: int) -> str:
         return ""
 
 
+_LAG = re.compile(r'^promptforge_projection_lag_events\{projection="([^"]+)"\} ([0-9.e+]+)$', re.M)
+
+
+def settle(target, timeout: float = 120.0) -> None:
+    """Wait until the target's projections have applied the whole log (its /metrics lag gauges), so a
+    run measures its own work, not the backlog a previous write run left (the worker on Postgres,
+    the in-process runners on SQLite). The ceiling has none."""
+    if not isinstance(target, Target):
+        return
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=target.api.url, timeout=10.0) as c:
+        while True:
+            lags = {name: float(v) for name, v in _LAG.findall(c.get("/metrics").text)}
+            if lags and not any(lags.values()):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{target.name}: projections still lagging after {timeout:.0f}s: {lags}")
+            time.sleep(0.05)
+
+
 def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id: str,
             meter: BackendMeter) -> Sample:
+    settle(target)
     workload = target.workload(key, run_id)
     api_pids = target.api.pids()
     worker_pids = target.worker.pids() if target.worker else []
@@ -383,6 +406,7 @@ def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id
     busy0, total0 = _machine_jiffies()
     result = loader.run(target.api.url, workload, conns, seconds)
     busy1, total1 = _machine_jiffies()
+    settle(target)  # the run's own projection work, counted in its CPU (not in its wall time)
     pg_cpu, redis_cpu = meter.delta(back0, meter.snapshot())
     api_pids = target.api.pids()
     worker_pids = target.worker.pids() if target.worker else []
@@ -668,7 +692,8 @@ def render(args, facts, loader, ceiling, targets, samples, load_start, load_end,
         "`× ceiling`: ops/s ÷ the ceiling's ops/s in the same round and at the same connection count (GET for "
         "(a)–(c), POST for (d)–(e)), then median (p10–p90) over the rounds. `CPU ms/op`: CPU seconds during the run ÷ "
         "successful answers, from /proc, of the API's process tree, the dramatiq worker's (projecting the writes; "
-        "its lag can spill into the next run), the Postgres backends connected to the bench database, and the Redis "
+        "every run starts with the projections caught up, and its CPU counts until they have caught up with its own "
+        "writes), the Postgres backends connected to the bench database, and the Redis "
         "server (shared with other users of it); `total` adds those the target uses (the SQLite target and the "
         "ceiling: API + Postgres backends, ~0 for the GETs). With 2 cores shared by the client, the servers and "
         "other jobs, CPU per op is the steadier number: ops/s ≤ cores available ÷ total CPU per op.",

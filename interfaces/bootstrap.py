@@ -27,7 +27,7 @@ from projections import catchup, tracking
 from projections.api_keys import ApiKeys
 from projections.audit import AuditLog
 from projections.base import Projection
-from projections.cached_reads import PositionCache, ReadModelPosition
+from projections.cached_reads import DependencyCache, ReadModelPosition
 from projections.catalogue import Catalogue, KeywordSearch
 from projections.changes import Changes
 from projections.db import create_schema, make_engine
@@ -65,7 +65,7 @@ class HttpServices:
     rate_limiter: Any
     #: The process's one change-feed poller (SSE streams and long polls wait on it).
     change_hub: Any
-    #: The by-name fetch's resolved answers, valid while the catalogue stays where it was (adr/0020).
+    #: The by-name fetch's resolved answers, each valid while the prompts it read have not changed (adr/0020).
     fetch_cache: Any = None
     catalogue_position: Any = None
     #: The log-head check shared by the requests answered on the event loop (adr/0020).
@@ -265,9 +265,14 @@ def http_services(container: Container) -> HttpServices:
     hub = ChangeHub(container.changes.since, lambda: supervisor.positions().get(Changes.name, 0),
                     progress=supervisor.progress if container.runners else None)
     head = container.app.log_head
-    heads = None
+    heads = fetch_cache = None
     if head is not None:
         heads = HeadCheck(head.check, head.unchanged, probe=async_head_probe(head.reader),
                           position=lambda: head.position)
+        fetch_cache = DependencyCache(FETCH_CACHE_SIZE)
+        head.subscribe(fetch_cache.changed)
+        # Told of every event after this; any answer must be computed at or above what came before
+        # (no request is served yet: no check runs concurrently).
+        fetch_cache.changed(None, head.position or 0)
     return HttpServices(TokenService(settings), LoginThrottle(settings), RateLimiter(settings), hub,
-                        PositionCache(FETCH_CACHE_SIZE), ReadModelPosition(container.engine, Catalogue.name), heads)
+                        fetch_cache, ReadModelPosition(container.engine, Catalogue.name), heads)

@@ -268,3 +268,33 @@ def test_the_hot_fetch_fails_open_when_redis_is_down(api_factory):
     for _ in range(3):  # over the unenforced limit of 1
         r = api.get(fetch_path(org), headers=key.h, params={"label": "production", "min_position": api.position})
         assert r.status_code == 200, r.text
+
+
+def test_writes_to_other_prompts_leave_a_warm_answer_cached(api):
+    """Each answer depends on the prompts it was computed from only: creating, revising and moving
+    labels of other prompts, here and in another organisation, does not cost it a recomputation."""
+    owner, org, _ = setup(api)
+    key = api.key(owner, org, ["prompts:read"])
+    before = warm(api, fetch_path(org), key, min_position=api.position)
+    other = api.prompt(owner, org, "farewell", "Bye {{name}}")
+    api.revise(owner, org, other, 1, "Goodbye {{name}}")
+    assert api.label(owner, org, other, "production", 2).status_code == 200
+    stranger = api.user("stranger")
+    elsewhere = api.org(stranger)
+    api.prompt(stranger, elsewhere, "greet", "Howdy")
+    misses = api.app.state.fetch_cache.misses
+    for _ in range(WARM):
+        r = api.get(fetch_path(org), headers=key.h, params={"label": "production", "min_position": api.position})
+        assert r.status_code == 200 and r.content == before.content
+    assert api.app.state.fetch_cache.misses == misses  # every one a hit
+
+
+def test_renaming_the_prompt_changes_the_answer_served_under_its_old_name(api):
+    owner, org, pid = setup(api)
+    key = api.key(owner, org, ["prompts:read"])
+    assert warm(api, fetch_path(org), key, min_position=api.position).json()["name"] == "greet"
+    r = api.post(f"/v1/orgs/{org}/prompts/{pid}/rename", headers=owner.h, json={"name": "welcome"})
+    assert r.status_code == 200, r.text
+    api.position = max(api.position, r.json()["position"])
+    after = api.get(fetch_path(org), headers=key.h, params={"label": "production", "min_position": api.position})
+    assert after.status_code == 200 and after.json()["name"] == "welcome"

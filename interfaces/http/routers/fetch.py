@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -57,14 +58,16 @@ async def fetch_by_name(
         raise _not_found() from None
     if as_of is not None:
         return await run_in_threadpool(_as_of, container, scope, key, label, version, resolve, as_of)
-    # The resolved answer, kept per process while the catalogue stays at the position it was
-    # computed at (adr/0020); a hit whose validity needs no read costs no thread hop and no SQL.
-    cache, positions = request.app.state.fetch_cache, request.app.state.catalogue_position
+    # The resolved answer, kept per process while the prompts it was computed from have not changed
+    # (adr/0020): a hit costs no thread hop and no SQL. The cache knows of every event up to the
+    # head this request checked, so it answers when that covers the position asked for.
+    cache = request.app.state.fetch_cache
     cache_key = (scope.org_id, key, label, version, resolve, split_key)
-    position = positions.known(scope.head) if wanted is None else None
-    hit = cache.get(cache_key, position) if position is not None else None
+    usable = cache is not None and scope.head is not None and (wanted is None or wanted <= scope.head)
+    hit = cache.get(cache_key) if usable else None
     if hit is None:
-        hit = await run_in_threadpool(_resolved, container, cache, positions, scope.org_id, cache_key)
+        hit = await run_in_threadpool(_resolved, container, cache, request.app.state.catalogue_position,
+                                      scope.org_id, cache_key)
     tag, body = hit
     headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, tag):
@@ -86,21 +89,21 @@ def _as_of(container, scope, key: str, label: str | None, version: int | None, r
 
 
 def _resolved(container, cache, positions, org_id, cache_key) -> tuple[str, bytes]:
-    """(ETag, JSON body) of the fetch, from the cache at the catalogue's current position or computed
-    and kept when the catalogue did not move while it was computed."""
+    """(ETag, JSON body) of the fetch, computed from the catalogue and kept when the catalogue did not
+    move while it was computed (one consistent state: its position before and after)."""
+    if cache is None:
+        return _resolve(container, org_id, *cache_key[1:])[0]
     position = positions.read()
-    hit = cache.get(cache_key, position)
-    if hit is not None:
-        return hit
-    answer, cacheable = _resolve(container, org_id, *cache_key[1:])
+    answer, cacheable, depends_on = _resolve(container, org_id, *cache_key[1:])
     if cacheable and positions.read() == position:
-        cache.put(cache_key, position, answer)
+        cache.put(cache_key, position, depends_on, answer)
     return answer
 
 
 def _resolve(container, org_id, key: str, label: str | None, version: int | None, resolve: bool,
-             split_key: str | None) -> tuple[tuple[str, bytes], bool]:
-    """((ETag, JSON body), whether it may be kept: not when a split was picked at random)."""
+             split_key: str | None) -> tuple[tuple[str, bytes], bool, set[UUID]]:
+    """((ETag, JSON body), whether it may be kept: not when a split was picked at random, the
+    prompts it was computed from: the one fetched and those it includes)."""
     resolved_label = None if version is not None else (label or "latest")
     row = container.catalogue.fetch(str(org_id), key, label=label, version=version)
     if row is None:
@@ -119,8 +122,10 @@ def _resolve(container, org_id, key: str, label: str | None, version: int | None
     body = fetched(row["prompt_id"], row["name"], row, resolved_label, composed)
     if split:
         body.split = split
+    depends_on = {UUID(row["prompt_id"]), *(UUID(d["prompt_id"]) for d in (composed.dependencies if composed else ()))}
     # Serialised once here: skips FastAPI re-validating the response model on the hot path.
-    return (_etag(row, composed), body.model_dump_json(by_alias=True).encode()), not (split and split_key is None)
+    return ((_etag(row, composed), body.model_dump_json(by_alias=True).encode()), not (split and split_key is None),
+            depends_on)
 
 
 def _etag(row: dict[str, Any], composed) -> str:
