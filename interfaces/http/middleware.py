@@ -120,8 +120,8 @@ class RequestContextMiddleware:
             if (self.limiter is not None and "authorization" not in headers and path.startswith("/v1/")
                     and path not in ratelimit.EXEMPT_PATHS):
                 client = scope.get("client")
-                try:
-                    ratelimit.apply(state, self.limiter, "addr", client[0] if client else "unknown")
+                try:  # counted on the loop (async Redis): a blocking call here would stall every request
+                    ratelimit.record(state, await self.limiter.hit_async("addr", client[0] if client else "unknown"))
                 except ApiError as exc:
                     await reply(429, exc.code, exc.message,
                                 [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()])
