@@ -84,19 +84,15 @@ class Beside:
     def index_steps(self, live: Table, dialect: str) -> list[list[Callable[[Connection], None]]]:
         """The statements that index the table built beside `live`, in steps: the statements of a step
         may run at the same time on different connections (a rebuild builds them in parallel), each
-        step after the one before (the group index of a rebuild that ran out of memory goes first;
-        statistics last, so that they cover the expression indexes)."""
+        step after the one before (the group index of a rebuild that ran out of memory goes first,
+        statistics last)."""
         new = self.tables[live]
         steps: list[list[Callable[[Connection], None]]] = [
             [lambda conn: conn.exec_driver_sql(f"DROP INDEX IF EXISTS {_q(conn, group_index_name(new))}")]]
         if dialect != "postgresql":
             return steps
-        indexes = [lambda conn, index=Index(index.name + SUFFIX, *[new.c[c.name] for c in index.columns],
-                                            unique=index.unique): index.create(conn)
-                   for index in sorted(live.indexes, key=lambda i: i.name)]
         hooks = HOOKS.get(live.name)
-        if hooks and hooks.index:
-            indexes.insert(0, lambda conn: hooks.index(conn, new.name))  # the full-text index: the longest
+        indexes = self._index_statements(live)
         if indexes:
             steps.append(indexes)
         if hooks and hooks.index:
@@ -110,6 +106,18 @@ class Beside:
         else:
             steps.append([lambda conn: conn.exec_driver_sql(f"ANALYZE {_q(conn, new.name)}")])
         return steps
+
+    def _index_statements(self, live: Table) -> list[Callable[[Connection], None]]:
+        """The live table's secondary indexes (the full-text one first: the longest), on its new table."""
+        new = self.tables[live]
+        statements: list[Callable[[Connection], None]] = [
+            lambda conn, index=Index(index.name + SUFFIX, *[new.c[c.name] for c in index.columns],
+                                     unique=index.unique): index.create(conn)
+            for index in sorted(live.indexes, key=lambda i: i.name)]
+        hooks = HOOKS.get(live.name)
+        if hooks and hooks.index:
+            statements.insert(0, lambda conn: hooks.index(conn, new.name))
+        return statements
 
     def switch(self, conn: Connection, *, patience_s: float = 30.0) -> None:
         """Replace every live table by its new one, in the caller's transaction."""
