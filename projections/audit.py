@@ -15,7 +15,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, Table
 from domain.errors import Invalid
 from domain.prompt import PromptNameIndex
 from domain.user import EmailIndex
-from projections.base import AppendOnlyProjection, json_safe
+from projections.base import _PLAIN, AppendOnlyProjection, json_safe
 from projections.db import metadata
 from projections.events import Envelope
 from projections.paging import clamp, decode_cursor, encode_cursor
@@ -73,7 +73,7 @@ class AuditLog(AppendOnlyProjection):
         """Every event is an action, except the index aggregates' (storage mechanics)."""
         e = event
         action, target_type = _action(type(e))
-        details = {k: json_safe(v) for k, v in vars(e).items() if k in SAFE_DETAILS}
+        details = {k: v if type(v) in _PLAIN else json_safe(v) for k, v in vars(e).items() if k in SAFE_DETAILS}
         return dict(
             org_id=env.org_id, position=env.position, occurred_at=env.at, actor=env.actor,
             action=action, target_type=target_type,

@@ -53,6 +53,8 @@ def _dispatch(owner: type, attribute: str, cls: type) -> Callable[..., Any] | No
 
 
 class Projection:
+    #: The singledispatchmethod holding the handlers (`row` for append-only projections).
+    handler_attribute: ClassVar[str] = "when"
     name: ClassVar[str]
     schema_version: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]]
@@ -79,6 +81,19 @@ class Projection:
         unit.fold(conn, batch)
         unit.flush(conn)
 
+    def handles(self, cls: type) -> bool:
+        """Whether an event of class `cls` can change this projection's tables: False when its handler
+        does nothing. A rebuild neither decodes nor hands a projection the events it does not handle
+        (`prepare` only declares what handled events touch). A projection with its own `apply` handles
+        everything."""
+        if type(self).apply not in (Projection.apply, AppendOnlyProjection.apply):
+            return True
+        try:
+            handler = self._handlers[cls]
+        except KeyError:
+            handler = self._handlers[cls] = _dispatch(type(self), self.handler_attribute, cls)
+        return handler is not None
+
     def prepare(self, unit: Unit, batch: Sequence[Envelope]) -> None:
         """Declare the rows `batch` touches (`unit[table].need(key)` / `.need_group(key)`), loaded in
         one query per table before the handlers run. Rows not declared are loaded when first used."""
@@ -92,7 +107,7 @@ class Projection:
             try:
                 handler = handlers[cls]
             except KeyError:
-                handler = handlers[cls] = _dispatch(type(self), "when", cls)
+                handler = handlers[cls] = _dispatch(type(self), self.handler_attribute, cls)
             if handler is not None:
                 handler(self, event, env, unit)
 
@@ -113,6 +128,7 @@ class AppendOnlyProjection(Projection):
     (bench/results/rebuild_throughput.md)."""
 
     table: ClassVar[Table]
+    handler_attribute: ClassVar[str] = "row"
 
     @property
     def appended(self) -> tuple[Table, ...]:  # type: ignore[override]
@@ -127,7 +143,7 @@ class AppendOnlyProjection(Projection):
             try:
                 handler = handlers[cls]
             except KeyError:
-                handler = handlers[cls] = _dispatch(type(self), "row", cls)
+                handler = handlers[cls] = _dispatch(type(self), self.handler_attribute, cls)
             if handler is not None:
                 row = handler(self, event, env)
                 if row is not None:

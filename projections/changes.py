@@ -16,7 +16,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Strin
 from domain.prompt import Prompt
 from domain.release import Release
 from domain.review import ReviewRequest
-from projections.base import Projection, json_safe
+from projections.base import _PLAIN, Projection, json_safe
 from projections.batch import Unit
 from projections.db import metadata
 from projections.events import Envelope
@@ -50,19 +50,26 @@ change_names = Table(
 _CLASS_DETAILS: dict[type, frozenset[str]] = {}
 
 
+#: (event class, its instance's attribute names) -> the DETAILS names it has, in DETAILS order.
+_NAMES: dict[tuple, tuple[str, ...]] = {}
+
+
 def _details(e: Any) -> dict[str, Any]:
     """The event's attributes named in DETAILS, leaving out empty ones (None, "", [])."""
     fields = vars(e)
     cls = type(e)
-    fixed = _CLASS_DETAILS.get(cls)
-    if fixed is None:
-        fixed = _CLASS_DETAILS[cls] = frozenset(k for k in DETAILS if hasattr(cls, k))
+    shape = (cls, *fields)
+    names = _NAMES.get(shape)
+    if names is None:
+        fixed = _CLASS_DETAILS.get(cls)
+        if fixed is None:
+            fixed = _CLASS_DETAILS[cls] = frozenset(k for k in DETAILS if hasattr(cls, k))
+        names = _NAMES[shape] = tuple(k for k in DETAILS if k in fields or k in fixed)
     out = {}
-    for k in DETAILS:
-        if k in fields or k in fixed:
-            value = getattr(e, k)
-            if value not in (None, "", []):
-                out[k] = json_safe(value)
+    for k in names:
+        value = getattr(e, k)
+        if value is not None and value != "" and value != []:
+            out[k] = value if type(value) in _PLAIN else json_safe(value)
     return out
 
 
