@@ -316,3 +316,34 @@ def test_a_rebuild_under_writes_and_live_catch_up_converges(container):
     container.supervisor.rebuild_all()
     assert {name: dump(container.engine, p) for name, p in container.projections.items()} == live
     assert sum(1 for r in container.catalogue.list(org, limit=200, name_prefix="during-").items) > 0
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_write_failing_in_the_writer_thread_fails_only_its_projection(container, monkeypatch):
+    """On Postgres the rows are COPYed by a writer thread on its own connection: a failure there
+    (here: the label history's rows refused) fails that projection alone; the others switch, the
+    failed one keeps its live tables and position, and no table built beside is left behind."""
+    _world(container)
+    before = dump(container.engine, container.label_history)
+    position = tracking.read_all(container.engine)["label_history"].position
+    refused = {t.name for t in container.label_history.tables}
+    original = catchup._write
+    calls = []
+
+    def write(ops, conn):
+        calls.append(threading.current_thread().name)
+        if any(op.target.name.removesuffix(beside.SUFFIX) in refused for op in ops):
+            raise RuntimeError("disk full")
+        return original(ops, conn)
+
+    monkeypatch.setattr(catchup, "_write", write)
+    projections = list(container.projections.values())
+    with pytest.raises(RebuildFailed) as failed:
+        catchup.rebuild(projections, container.supervisor.source, batch_size=50)
+    assert calls and all(name.startswith("rebuild-write") for name in calls)  # the writer thread's path
+    assert set(failed.value.failures) == {"label_history"} and "disk full" in str(failed.value)
+    head = container.supervisor.source.head()
+    assert failed.value.rebuilt == {p.name: head for p in projections if p.name != "label_history"}
+    assert dump(container.engine, container.label_history) == before
+    assert tracking.read_all(container.engine)["label_history"].position == position
+    assert _leftovers(container) == []
