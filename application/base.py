@@ -116,7 +116,10 @@ class BaseApp(Application[UUID]):
         return aggregate
 
     def _exists(self, aggregate_id: UUID) -> bool:
-        return aggregate_id in self.repository
+        """Whether the aggregate has any event: one indexed read of its first event. (The
+        repository's `in` would reconstruct it: a snapshot read, a read of all its events, and a
+        deep copy when cached.)"""
+        return bool(self.recorder.select_events(aggregate_id, limit=1))
 
     def _org(self, org_id: UUID) -> Organisation:
         return self._load(org_id, Organisation, org_not_found)

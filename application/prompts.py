@@ -225,8 +225,8 @@ class PromptCommands(BaseApp):
 
     def _name_holder(self, index_id: UUID, as_of: datetime | None = None) -> UUID | None:
         """The prompt holding a name index (None when unclaimed, or not yet claimed at `as_of`)."""
-        try:
-            index = self.repository.get(index_id)
+        try:  # an index never changes after it is created: read it without the cache's deep copy
+            index = self.repository.get(index_id, deepcopy_from_cache=False)
         except AggregateNotFoundError:
             return None
         if not isinstance(index, PromptNameIndex) or (as_of is not None and index.created_on > as_of):
