@@ -8,8 +8,14 @@ Three servers run side by side on this machine, each a real process tree on a TC
   dedicated database, created here and dropped at the end) with Redis (rate limits) and a
   `promptforge worker` (dramatiq) running the projections, `PROMPTFORGE_DB_POOL_SIZE` small;
 - **ceiling**: bench/ceiling_app.py, a bare FastAPI app under uvicorn with 2 workers: a GET that
-  validates an HS256 JWT and answers ~1 KB of JSON, and a POST that validates the JWT, parses a
-  pydantic body and does one 1-row INSERT through psycopg (async pool) in the same database.
+  validates an HS256 JWT and answers ~1 KB of JSON, a POST that validates the JWT, parses a
+  pydantic body and does one 1-row INSERT through psycopg (async pool) in the same database, and
+  the **save ceiling**: a POST that does the same and then saves a one-event aggregate through an
+  eventsourcing Application on the same Postgres database (`app.save()`, the library's table lock),
+  from a sync endpoint as PromptForge's commands are. The writes (d), (e) are reported as a ratio
+  of both POST ceilings of the same round; during the Postgres writes and the save ceiling, pg_locks
+  is sampled (LockSampler) to show how often the events table's lock and the organisation's command
+  lock were held and waited for.
 
 Every server is set up through its REST API only (register, log in, create the organisations,
 `PATCH` them to PRO with no protected labels, create the prompts from the shared corpus, point
@@ -35,11 +41,15 @@ histogram), answers by status and error code, the server's CPU seconds per op (i
 the dramatiq worker's separately) and its RSS. Results: bench/results/http_paths.md (+ .json).
 
 `--profile` instead profiles the hot path (a) in-process with pyinstrument and writes
-bench/results/http_paths_profile.md (see `profile_fetch`).
+bench/results/http_paths_profile.md (see `profile_fetch`); with `--profile-workload d` (create) or
+`e` (revise) it profiles a write (see `profile_writes`: request path, in-process projections and
+webhooks measured apart) into bench/results/http_paths_profile_<create|revise>[_postgres].md.
 
     .venv/bin/python bench/http_paths.py                 # ~9 min: 5 rounds x 3 s per run
     .venv/bin/python bench/http_paths.py --quick         # ~3 min: 3 rounds x 2 s, 100 prompts
     .venv/bin/python bench/http_paths.py --profile       # ~1 min: pyinstrument, 2,000 fetches
+    .venv/bin/python bench/http_paths.py --workloads de --connections 16   # the writes only, ~2.5 min
+    .venv/bin/python bench/http_paths.py --profile --profile-workload d    # ~1.5 min: a create, in-process
     options: --rounds N --seconds S --connections 1 16 --targets sqlite postgres --client wrk|python
              --prompts 200 --db promptforge_bench_http --keep
 """
@@ -320,6 +330,8 @@ class Sample:
     pg_cpu_s: float = 0.0
     redis_cpu_s: float = 0.0
     pg_backends: int = 0
+    #: Postgres lock occupancy during the run (LockSampler.summary), Postgres writes only.
+    locks: dict = field(default_factory=dict)
 
     def per_op(self, seconds: float) -> float:
         return 1000 * seconds / self.result.ok if self.result.ok else float("nan")
@@ -336,7 +348,7 @@ class Sample:
         return {**self.result.to_json(), "api_cpu_s": self.api_cpu_s, "worker_cpu_s": self.worker_cpu_s,
                 "machine_busy": self.machine_busy, "api_rss_kb": self.api_rss_kb,
                 "worker_rss_kb": self.worker_rss_kb, "api_procs": self.api_procs, "pg_cpu_s": self.pg_cpu_s,
-                "redis_cpu_s": self.redis_cpu_s, "pg_backends": self.pg_backends}
+                "redis_cpu_s": self.redis_cpu_s, "pg_backends": self.pg_backends, "locks": self.locks}
 
 
 class BackendMeter:
@@ -367,6 +379,66 @@ class BackendMeter:
         self.conn.close()
 
 
+class LockSampler:
+    """Polls pg_locks during a run (a thread with a connection of its own, every `interval` s): how
+    often the events table's lock (`LOCK TABLE ... IN EXCLUSIVE MODE`, taken by every save) and an
+    organisation's command lock (the session advisory lock of adr/0019) were held, and how many
+    backends waited for each. If a lock is held nearly all the time with waiters queued, that lock is
+    the wall; if it is free much of the time, something else (CPU) is."""
+
+    QUERY = ("SELECT l.locktype, l.granted, l.classid::int8, l.objid::int8, c.relname FROM pg_locks l "
+             "LEFT JOIN pg_class c ON l.locktype = 'relation' AND c.oid = l.relation "
+             "WHERE l.database = (SELECT oid FROM pg_database WHERE datname = %s) AND "
+             "(l.locktype = 'advisory' OR (l.locktype = 'relation' AND l.mode = 'ExclusiveLock'))")
+
+    def __init__(self, db: BenchDatabase, table: str, advisory_key: int | None = None, interval: float = 0.02):
+        import threading
+
+        self.db, self.table, self.interval = db, table, interval
+        unsigned = advisory_key & (2**64 - 1) if advisory_key is not None else None
+        self.advisory = (unsigned >> 32, unsigned & 0xFFFFFFFF) if unsigned is not None else None
+        self.samples: list[tuple[int, int, int, int]] = []  # (table held, table waiters, org held, org waiters)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lock-sampler", daemon=True)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.db.url, autocommit=True) as conn:
+            while not self._stop.wait(self.interval):
+                held = waiting = org_held = org_waiting = 0
+                for locktype, granted, classid, objid, relname in conn.execute(self.QUERY, (self.db.name,)):
+                    if locktype == "relation" and relname == self.table:
+                        held, waiting = held or int(granted), waiting + (not granted)
+                    elif locktype == "advisory" and self.advisory == (classid, objid):
+                        org_held, org_waiting = org_held or int(granted), org_waiting + (not granted)
+                self.samples.append((held, waiting, org_held, org_waiting))
+
+    def __enter__(self) -> "LockSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def summary(self) -> dict:
+        n = len(self.samples) or 1
+        cols = list(zip(*self.samples)) or [(), (), (), ()]
+        return {"samples": len(self.samples), "table_held": sum(cols[0]) / n, "table_waiters": sum(cols[1]) / n,
+                "org_held": sum(cols[2]) / n if self.advisory else None,
+                "org_waiters": sum(cols[3]) / n if self.advisory else None}
+
+
+def command_lock_key(org_id: str) -> int:
+    """The advisory-lock key of an organisation's command lock (projections.writer_lock._key of
+    `command:org_id:<id>`, as interfaces.bootstrap names it)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"promptforge:command:org_id:{org_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -375,14 +447,18 @@ def _comm(pid: int) -> str:
 
 
 def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id: str,
-            meter: BackendMeter) -> Sample:
+            meter: BackendMeter, locks: LockSampler | None = None) -> Sample:
     workload = target.workload(key, run_id)
     api_pids = target.api.pids()
     worker_pids = target.worker.pids() if target.worker else []
     cpu0, wcpu0 = cpu_seconds(api_pids), cpu_seconds(worker_pids)
     back0 = meter.snapshot()
     busy0, total0 = _machine_jiffies()
-    result = loader.run(target.api.url, workload, conns, seconds)
+    if locks is not None:
+        with locks:
+            result = loader.run(target.api.url, workload, conns, seconds)
+    else:
+        result = loader.run(target.api.url, workload, conns, seconds)
     busy1, total1 = _machine_jiffies()
     pg_cpu, redis_cpu = meter.delta(back0, meter.snapshot())
     api_pids = target.api.pids()
@@ -391,6 +467,8 @@ def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id
                     (busy1 - busy0) / (total1 - total0) if total1 > total0 else float("nan"),
                     rss_kb(api_pids), rss_kb(worker_pids), len(api_pids), pg_cpu, redis_cpu,
                     len(back0[0]))
+    if locks is not None:
+        sample.locks = locks.summary()
     if result.inflight and isinstance(target, Target):
         target.resync(result.inflight)
     return sample
@@ -535,7 +613,12 @@ def main() -> int:
             def run(target_name: str, key: str, conns: int, seconds: float) -> Sample:
                 nonlocal run_no, peak_pg_conns
                 run_no += 1
-                sample = measure(loader, everything[target_name], key, conns, seconds, f"x{run_no}", meter)
+                sampler = None
+                if key == "save":
+                    sampler = LockSampler(db, "ceilingsaves_events")
+                elif key in "de" and target_name == "postgres":
+                    sampler = LockSampler(db, "promptforge_events", command_lock_key(everything[target_name].create_org))
+                sample = measure(loader, everything[target_name], key, conns, seconds, f"x{run_no}", meter, sampler)
                 peak_pg_conns = max(peak_pg_conns, sample.pg_backends, len(meter.pg_pids()))
                 return sample
 
@@ -643,6 +726,23 @@ def render(args, facts, loader, ceiling, targets, samples, load_start, load_end,
                     sock = sum((Counter(s.result.socket_errors) for s in ours), Counter())
                     total = sum(s.result.requests for s in ours)
                     err_rows.append([label, c, t.name, total, errors_text(errors, total), errors_text(sock)])
+    lock_rows = []
+    for (t, k, c), v in sorted(samples.items(), key=lambda i: (i[0][2], i[0][1], i[0][0])):
+        got = [s.locks for s in v if s.locks and s.locks.get("samples")]
+        if not got:
+            continue
+
+        def med(name: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+            values = [g[name] for g in got if g.get(name) is not None]
+            if not values:
+                return "–"
+            st = Stats.of(values)
+            return f"{fmt.format(st.median * scale)} ({fmt.format(st.p10 * scale)}–{fmt.format(st.p90 * scale)})"
+
+        label = WORKLOADS.get(k, CEILING_LABEL.get(k, k))
+        lock_rows.append([label, c, t, num(Stats.of([s.result.ok_per_s for s in v]).median),
+                          med("table_held", 100, "{:.0f}%"), med("table_waiters"), med("org_held", 100, "{:.0f}%"),
+                          med("org_waiters"), sum(g["samples"] for g in got)])
     table = markdown_table(["workload", "conns", "target", "ok ops/s median", "p10–p90", "p90−p10 / median",
                             "× ceiling, paired (p10–p90)", "CPU ms/op: API", "worker", "Postgres", "Redis",
                             "total", "total CPU/op × ceiling"], rows)
@@ -708,6 +808,17 @@ def render(args, facts, loader, ceiling, targets, samples, load_start, load_end,
            "MODE` per save), from a sync endpoint (thread pool), pool size 4 per worker. A create saves 3 events of 3 "
            "aggregates in one save; a revision 1 event. For the SQLite target the ratio compares across backends "
            "(for scale only).", ""] if save_rows else []),
+        *(["## Postgres locks during the writes (pg_locks sampled every 20 ms; median (p10–p90) over rounds)", "",
+           markdown_table(["workload", "conns", "target", "ok ops/s median", "events table lock held",
+                           "backends waiting for it (mean)", "org command lock held", "backends waiting for it (mean)",
+                           "samples"], lock_rows), "",
+           "Events table lock: a granted `ExclusiveLock` on the events table (`LOCK TABLE ... IN EXCLUSIVE MODE`, "
+           "held from the start of a save's insert to its commit; `promptforge_events`, or `ceilingsaves_events` for "
+           "the save ceiling). Org command lock: the session advisory lock on the create organisation "
+           "(adr/0019), held by one API process at a time for the whole command; the other process's waiting "
+           "thread shows as a waiter (threads of the same process queue on its in-process lock first, unseen "
+           "here). A lock held well under 100% of the time is not what limits throughput.", ""]
+          if lock_rows else []),
         "## Latency (closed loop: at 16 connections latency ≈ 16 ÷ ops/s)",
         "",
         lat_table,
@@ -1523,8 +1634,8 @@ def profile_writes(key: str, requests: int, out: Path, db: BenchDatabase | None 
         return times
 
     def settle() -> None:
-        """Wait until the in-process projections have caught up with the log (SQLite)."""
-        if backend == "sqlite":
+        """Wait until the in-process projections have caught up with the log (SQLite, while they run)."""
+        if backend == "sqlite" and all(r._thread is not None for r in runners):
             head = container.app.head_position()
             deadline = time.monotonic() + 60
             while min(container.supervisor.positions().values()) < head and time.monotonic() < deadline:
@@ -1545,12 +1656,17 @@ def profile_writes(key: str, requests: int, out: Path, db: BenchDatabase | None 
         return statistics.median(times), (c1 - c0) / n, {g: (t1.get(g, 0) - t0.get(g, 0)) / n for g in t1}
 
     timed(100, False)  # warm-up
-    timed(100, True)
-    passes: dict[str, list] = {"served": [], "inline": []}
-    per_pass = max(50, requests // 10)
+    passes: dict[str, list] = {"served": [], "served, projections stopped": [], "inline, projections stopped": []}
+    per_pass = max(50, requests // 5)
+    for _ in range(3):  # as `serve` runs: projections (and, on SQLite, webhooks) in this process's threads
+        passes["served"].append(timed(per_pass, False))
+    # The request path alone: the in-process runners stopped (on Postgres they already are, as served).
+    for runner in runners:
+        runner.stop()
+    timed(50, True)
     for _ in range(5):
-        for variant in ("served", "inline"):
-            passes[variant].append(timed(per_pass, variant == "inline"))
+        for variant in ("served, projections stopped", "inline, projections stopped"):
+            passes[variant].append(timed(per_pass, variant.startswith("inline")))
 
     def profile(n: int):
         sampler = get_stack_sampler()
@@ -1579,10 +1695,9 @@ def profile_writes(key: str, requests: int, out: Path, db: BenchDatabase | None 
     settle()
     counter = asyncio.run(count_pass())
     prof, prof_cpu = profile(requests)
-    # The projections' share, profiled in this thread: stop the runner, write, then catch up here.
-    for runner in runners:
-        runner.stop()
+    # The projections' share, profiled in this thread: (runners stopped) write, then catch up here.
     supervisor = container.supervisor
+    supervisor.catch_up(list(supervisor.sql))
     before = container.app.head_position()
     set_inline(True)
     asyncio.run(drive(per_pass))
@@ -1657,15 +1772,17 @@ def profile_writes(key: str, requests: int, out: Path, db: BenchDatabase | None 
            f"Postgres (database `{db.name}`, pool size {pool_size}) + Redis; the in-process projection runners are "
            "stopped after the set-up (as served, a dramatiq worker projects; the API nudges it through Redis)."),
         "",
-        f"## Per request, no profiler (5 passes of {per_pass} per variant, interleaved; median (p10–p90))",
+        f"## Per request, no profiler ({per_pass} requests per pass; median (p10–p90) over the passes)",
         "",
         markdown_table(["variant", "wall ms (median of requests)", "process CPU ms / request",
-                        *[f"of which {g}" for g in groups]], [row("served"), row("inline")]),
+                        *[f"of which {g}" for g in groups]], [row(v) for v in passes]),
         "",
-        "`served`: sync dependency and endpoint through anyio's thread pool, as uvicorn serves them; `inline`: "
-        "FastAPI's `run_in_threadpool` replaced by a direct call (as profiled). CPU by thread group from "
-        "/proc/self/task (ticks of 10 ms: read the medians); each pass waits for the in-process projections to "
-        "catch up, so their work on the pass's events is counted.",
+        "`served`: sync dependency and endpoint through anyio's thread pool, as uvicorn serves them, with the "
+        "in-process runners as `promptforge serve` starts them (3 passes; on SQLite each waits for the projections "
+        "to catch up, so their and the webhook dispatcher's work on the pass's events is counted); `projections "
+        "stopped`: the request path alone (5 passes each, interleaved); `inline`: FastAPI's `run_in_threadpool` "
+        "replaced by a direct call (as profiled). Process CPU is exact; the split by thread group comes from "
+        "/proc/self/task ticks (10 ms: read the medians).",
         "",
         f"## What one request does below the app (calls per request, counted over {counted} requests as served)",
         "",
