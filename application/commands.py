@@ -8,7 +8,9 @@ A command method loads aggregates, decides, and saves once. The decorator:
   IntegrityError), with jittered exponential backoff (tenacity): a retry reloads every aggregate,
   so a stale revision then fails with the domain's own conflict error, while an unrelated race
   succeeds on a later attempt; after `MAX_ATTEMPTS` the caller gets 409 `CONCURRENT_MODIFICATION`;
-- reports each call's outcome to the application's `command_observer` (metrics), once per call.
+- reports each call's outcome to the application's `command_observer` (metrics), once per call;
+- tells the application's commit listeners (projection wake-ups, nudges) about its commits when it
+  ends, after its lock is released (`BaseApp.commit_notices_deferred`).
 """
 from __future__ import annotations
 
@@ -72,8 +74,10 @@ def command(fn: F | None = None, *, serialise: str | None = None) -> Any:
         error: BaseException | None = None
         key = bound.get(serialise) if serialise else None
         locks = getattr(self, "command_locks", None) if key is not None else None
-        try:
-            with metadata, locks.hold(f"{serialise}:{key}") if locks is not None else nullcontext():
+        deferred = getattr(self, "commit_notices_deferred", None)
+        try:  # commit listeners are told after the command, its lock released (BaseApp.commit_notices_deferred)
+            with deferred() if deferred is not None else nullcontext(), metadata, \
+                    locks.hold(f"{serialise}:{key}") if locks is not None else nullcontext():
                 try:  # the first attempt directly: the retry machinery only once a concurrent save won
                     return fn(self, *args, **kwargs)
                 except IntegrityError:
