@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.utils import strtobool
 
 from application.access_cache import AccessCache
+from application.coalesce import SaveCoalescer
 from application.commands import CommandObserver
 from application.log_head import LogHead
 from application.request_access import AccessReads, RequestAccess
@@ -57,6 +59,11 @@ class BaseApp(Application[UUID]):
         self.log_head: LogHead | None = None
         self.access_cache: AccessCache | None = None
         self._request_reads = AccessReads(self.repository.get)
+        #: Group commit of concurrent saves (application.coalesce), on Postgres, with COALESCE_SAVES=y.
+        self.save_coalescer: SaveCoalescer | None = None
+        if strtobool(self.env.get("COALESCE_SAVES", "n")) and type(self.recorder).__module__ == "eventsourcing.postgres":
+            self.save_coalescer = SaveCoalescer(self.recorder.insert_events)
+            self.recorder.insert_events = self.save_coalescer  # the event store calls it on this instance
 
     # -- post-commit nudges -----------------------------------------------------------------
     def add_commit_listener(self, listener: Callable[[int], None]) -> None:
