@@ -51,8 +51,8 @@ class SaveCoalescer:
         self.saves = 0
 
     def __call__(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
-        if kwargs:  # tracking records and the like: not ours to combine
-            return self._insert(stored_events, **kwargs)
+        if any(v is not None for v in kwargs.values()):  # tracking records and the like: not ours to combine
+            return self._insert(stored_events, **kwargs)  # (the event store always passes tracking=None)
         mine = _Save(stored_events)
         with self._cond:
             self._queue.append(mine)

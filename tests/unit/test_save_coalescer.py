@@ -97,6 +97,8 @@ def test_calls_with_other_arguments_go_straight_to_the_recorder():
     coalescer = SaveCoalescer(lambda events, **kw: seen.append(kw) or [1])
     assert coalescer(["e"], tracking="t") == [1] and seen == [{"tracking": "t"}]
     assert coalescer.transactions == 0
+    assert coalescer(["e"], tracking=None) == [1] and seen[-1] == {}  # what the event store passes: combined
+    assert coalescer.transactions == 1
 
 
 def test_a_batch_is_bounded():
