@@ -11,12 +11,14 @@ checkout, one lock, one commit), then hands each caller the notification ids of 
 Guarantees (tests/integration/test_save_coalescing.py):
 - each caller's events are committed exactly once, with contiguous ids in the order it gave them;
   the lock and the commit order are the recorder's own, unchanged;
-- one caller's conflict never fails another: if the combined insert raises IntegrityError (e.g. two
-  concurrent revisions of one prompt at the same version, or a stale aggregate), nothing of it was
-  committed and every caller's events are inserted again on their own, so only the conflicting
-  caller gets the IntegrityError (and `@command` retries it as before);
-- any other error of a combined insert (the database gone) is raised to every caller in it, as it
-  would have been to each of them alone (the outcome of a failed commit is unknown either way).
+- one caller's failure never fails another: if the combined insert is refused (IntegrityError: two
+  concurrent revisions of one prompt at the same version, a stale aggregate; or any value the
+  database rejects), nothing of it was committed and every caller's events are inserted again on
+  their own, so only the culprit gets the error (an IntegrityError is retried by `@command` as
+  before). Even after a commit whose outcome was unknown, a redo cannot write an event twice: the
+  store refuses a second event at the same (aggregate, version);
+- a connection error (OperationalError, InterfaceError: the database gone) is raised to every caller
+  in the insert, as it would have been to each of them alone.
 Saves with tracking records or other arguments go straight to the recorder (PromptForge has none)."""
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 
 class _Save:
@@ -85,13 +87,13 @@ class SaveCoalescer:
                 return
             try:
                 ids = self._insert([e for save in batch for e in save.events])
-            except IntegrityError:  # nothing was committed: each on its own, so only the culprit fails
-                for save in batch:
-                    self._one(save)
-                return
-            except BaseException as exc:
+            except (OperationalError, InterfaceError) as exc:  # the connection: what each alone would get
                 for save in batch:
                     save.error = exc
+                return
+            except Exception:  # refused (a conflict, a value the database rejects): nothing was
+                for save in batch:  # committed; each on its own, so only the culprit fails
+                    self._one(save)
                 return
             start = 0
             for save in batch:

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import DataError, IntegrityError, OperationalError
 
 from application.coalesce import SaveCoalescer
 
@@ -84,7 +84,23 @@ def test_one_conflicting_save_does_not_fail_the_others():
     assert len(recorder.committed) == len(set(recorder.committed)) == 1 + 24 + 1
 
 
-def test_any_other_failure_reaches_every_save_of_the_insert():
+def test_a_value_the_database_refuses_fails_only_its_save():
+    class Picky(Recorder):
+        def insert_events(self, events, **kwargs):
+            if any(e.startswith("nul") for e in events):
+                time.sleep(self.delay)
+                raise DataError("invalid byte sequence")
+            return super().insert_events(events, **kwargs)
+
+    recorder = Picky()
+    coalescer = SaveCoalescer(recorder.insert_events)
+    saves = {f"s{i}": [f"s{i}"] for i in range(10)} | {"nul": ["nul\x00"]}
+    out = _run(coalescer, saves)
+    assert isinstance(out["nul"], DataError)
+    assert all(out[f"s{i}"] == [recorder.committed.index(f"s{i}") + 1] for i in range(10))
+
+
+def test_a_connection_failure_reaches_every_save_of_the_insert():
     recorder = Recorder(fail_with=OperationalError)
     coalescer = SaveCoalescer(recorder.insert_events)
     out = _run(coalescer, {f"s{i}": [f"s{i}"] for i in range(8)})
