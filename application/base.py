@@ -5,13 +5,16 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.utils import strtobool
 
 from application.access_cache import AccessCache
+from application.coalesce import SaveCoalescer
 from application.commands import CommandObserver
 from application.log_head import LogHead
 from application.request_access import AccessReads, RequestAccess
@@ -48,12 +51,19 @@ class BaseApp(Application[UUID]):
         self.command_locks = KeyedLocks()
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
+        #: Per thread: positions committed by the running command, told to the listeners when it ends.
+        self._deferred = threading.local()
         self.policy = AccessPolicy(self._org, self._key_or_none)
         #: Where requests authenticate and are authorised (adr/0020): loads from the store until the
         #: composition root wires the access cache (`use_access_cache`).
         self.log_head: LogHead | None = None
         self.access_cache: AccessCache | None = None
         self._request_reads = AccessReads(self.repository.get)
+        #: Group commit of concurrent saves (application.coalesce), on Postgres, with COALESCE_SAVES=y.
+        self.save_coalescer: SaveCoalescer | None = None
+        if strtobool(self.env.get("COALESCE_SAVES", "n")) and type(self.recorder).__module__ == "eventsourcing.postgres":
+            self.save_coalescer = SaveCoalescer(self.recorder.insert_events)
+            self.recorder.insert_events = self.save_coalescer  # the event store calls it on this instance
 
     # -- post-commit nudges -----------------------------------------------------------------
     def add_commit_listener(self, listener: Callable[[int], None]) -> None:
@@ -65,11 +75,35 @@ class BaseApp(Application[UUID]):
         if not recordings:
             return
         position = recordings[-1].notification.id
+        pending = getattr(self._deferred, "positions", None)
+        if pending is not None:  # inside a command: told when it ends (commit_notices_deferred)
+            pending.append(position)
+            return
+        self._tell_listeners(position)
+
+    def _tell_listeners(self, position: int) -> None:
         for listener in list(self._listeners):
             try:
                 listener(position)
             except Exception:  # a nudge is best-effort: events are already durable
                 log.warning("commit listener failed", exc_info=True)
+
+    @contextmanager
+    def commit_notices_deferred(self) -> Iterator[None]:
+        """Commits made inside are told to the listeners when the block ends, in order, in this
+        thread, still after their commits: `@command` wraps each command in it outside its lock,
+        so a nudge (a Redis round trip on Postgres) is never sent while the organisation's command
+        lock is held (adr/0022). Nested blocks are told by the outermost one."""
+        if getattr(self._deferred, "positions", None) is not None:
+            yield
+            return
+        self._deferred.positions = []
+        try:
+            yield
+        finally:
+            positions, self._deferred.positions = self._deferred.positions, None
+            for position in positions:
+                self._tell_listeners(position)
 
     # -- authorisation ----------------------------------------------------------------------
     def grant(self, principal: Principal, org_id: UUID, permission: Permission | None = None) -> Grant:
@@ -96,6 +130,11 @@ class BaseApp(Application[UUID]):
         head = checked_head if checked_head is not None else self.log_head.check()
         return RequestAccess(self._cached_reads if cached_only else self._request_reads, head)
 
+    def org_lock(self, org_id: UUID):
+        """The organisation's command lock, as `@command(serialise="org_id")` takes it (same key):
+        for a command that holds it for part of its work only (adr/0019, adr/0022)."""
+        return self.command_locks.hold(f"org_id:{org_id}")
+
     # -- helpers ----------------------------------------------------------------------------
     def head_position(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -116,7 +155,10 @@ class BaseApp(Application[UUID]):
         return aggregate
 
     def _exists(self, aggregate_id: UUID) -> bool:
-        return aggregate_id in self.repository
+        """Whether the aggregate has any event: one indexed read of its first event. (The
+        repository's `in` would reconstruct it: a snapshot read, a read of all its events, and a
+        deep copy when cached.)"""
+        return bool(self.recorder.select_events(aggregate_id, limit=1))
 
     def _org(self, org_id: UUID) -> Organisation:
         return self._load(org_id, Organisation, org_not_found)

@@ -8,12 +8,15 @@ A command method loads aggregates, decides, and saves once. The decorator:
   IntegrityError), with jittered exponential backoff (tenacity): a retry reloads every aggregate,
   so a stale revision then fails with the domain's own conflict error, while an unrelated race
   succeeds on a later attempt; after `MAX_ATTEMPTS` the caller gets 409 `CONCURRENT_MODIFICATION`;
-- reports each call's outcome to the application's `command_observer` (metrics), once per call.
+- reports each call's outcome to the application's `command_observer` (metrics), once per call;
+- tells the application's commit listeners (projection wake-ups, nudges) about its commits when it
+  ends, after its lock is released (`BaseApp.commit_notices_deferred`).
 """
 from __future__ import annotations
 
 import functools
 import inspect
+import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -35,6 +38,24 @@ def _too_much_contention(_state: Any) -> Any:
     raise Conflict("too much contention, try again", code="CONCURRENT_MODIFICATION")
 
 
+#: The backoff after attempt n is uniform(0, min(MAX_WAIT, WAIT_MULTIPLIER * 2 ** (n - 1))) seconds.
+WAIT_MULTIPLIER = 0.001
+MAX_WAIT = 0.05
+
+
+def _retry(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Attempts 2..MAX_ATTEMPTS, after the first one failed on an IntegrityError: the backoff that
+    follows attempt 1, then tenacity with the multiplier doubled, so that its k-th attempt (overall
+    attempt k + 1) waits exactly what attempt k + 1 always waited."""
+    time.sleep(random.uniform(0, min(MAX_WAIT, WAIT_MULTIPLIER)))
+    retrying = Retrying(
+        retry=retry_if_exception_type(IntegrityError), stop=stop_after_attempt(MAX_ATTEMPTS - 1),
+        wait=wait_random_exponential(multiplier=2 * WAIT_MULTIPLIER, max=MAX_WAIT),
+        retry_error_callback=_too_much_contention,
+    )
+    return retrying(fn, *args, **kwargs)
+
+
 def command(fn: F | None = None, *, serialise: str | None = None) -> Any:
     """Mark an application method as a command (see module docstring). `serialise="org_id"` makes
     concurrent calls with the same value of that argument queue on the application's
@@ -49,17 +70,19 @@ def command(fn: F | None = None, *, serialise: str | None = None) -> Any:
         bound = signature.bind(self, *args, **kwargs).arguments
         principal = bound.get("principal")
         metadata = acting(principal.actor, bound.get("request_id", "")) if principal is not None else nullcontext()
-        retrying = Retrying(
-            retry=retry_if_exception_type(IntegrityError), stop=stop_after_attempt(MAX_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=0.001, max=0.05), retry_error_callback=_too_much_contention,
-        )
         started = time.perf_counter()
         error: BaseException | None = None
         key = bound.get(serialise) if serialise else None
         locks = getattr(self, "command_locks", None) if key is not None else None
-        try:
-            with metadata, locks.hold(f"{serialise}:{key}") if locks is not None else nullcontext():
-                return retrying(fn, self, *args, **kwargs)
+        deferred = getattr(self, "commit_notices_deferred", None)
+        try:  # commit listeners are told after the command, its lock released (BaseApp.commit_notices_deferred)
+            with deferred() if deferred is not None else nullcontext(), metadata, \
+                    locks.hold(f"{serialise}:{key}") if locks is not None else nullcontext():
+                try:  # the first attempt directly: the retry machinery only once a concurrent save won
+                    return fn(self, *args, **kwargs)
+                except IntegrityError:
+                    pass
+                return _retry(fn, self, *args, **kwargs)
         except BaseException as exc:
             error = exc
             raise

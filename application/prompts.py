@@ -17,7 +17,7 @@ from application.commands import command
 from application.principal import Principal
 from application.results import CommandResult
 from domain.composition import Lookup, Resolution, Target, has_includes, resolve
-from domain.errors import Conflict, Forbidden, Invalid, NotFound
+from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from domain.ids import idempotent_id, prompt_name_index_id
 from domain.permissions import Permission, label_permission
 from domain.prompt import Prompt, PromptNameIndex
@@ -42,30 +42,44 @@ def _given(**fields: Any) -> dict[str, Any]:
 
 
 class PromptCommands(BaseApp):
-    @command(serialise="org_id")
+    @command
     def create_prompt(
         self, principal: Principal, org_id: UUID, *, name: str, template: str | None = None,
         variables: list | None = None, model_config: dict[str, Any] | None = None, tags: list[str] | None = None,
         message: str = "", request_id: str, idempotency_key: str | None = None, type: str = "text",
         messages: list | None = None, template_format: str | None = None,
     ) -> CommandResult:
-        org = self.grant(principal, org_id, Permission.PROMPTS_WRITE).org
+        """Serialised on the organisation (adr/0019: the prompt counter lives there), but its lock is
+        held only for what reads or writes the organisation (adr/0022): the new prompt is built, and
+        its name and Idempotency-Key looked up, before; what they refuse is raised after the grant,
+        in the order it always was (grant, key reuse or replay, content, name, includes, limit)."""
         payload = {"org": str(org_id), "name": name, "template": template, "variables": variables,
                    "model_config": model_config, "tags": tags, "message": message,
                    **_given(type=None if type == "text" else type, messages=messages, template_format=template_format)}
-        prompt_id, fingerprint, replay = self._idempotent(principal, f"org:{org_id}:prompts", idempotency_key, payload)
-        if replay:
-            return replay
-        prompt = Prompt.create(prompt_id, org_id, name, template, variables, model_config, tags or [], message,
-                               request_hash=fingerprint, type=type, messages=messages,
-                               template_format="mustache" if template_format is None else template_format)
-        if self._exists(prompt_name_index_id(org_id, prompt.name)):
-            raise Conflict(f"a prompt named {prompt.name!r} already exists", code="PROMPT_NAME_TAKEN",
-                           details={"name": prompt.name})
-        self._check_composition(org_id, prompt, prompt.versions[-1])
-        org.reserve_prompt(prompt_id)
-        index = PromptNameIndex(org_id=org_id, name=prompt.name, prompt_id=prompt_id)
-        return CommandResult(prompt_id, self._save(prompt, index, org), version=1)
+        prompt, taken, refused = None, False, None
+        try:
+            prompt_id, fingerprint, replay = self._idempotent(principal, f"org:{org_id}:prompts", idempotency_key,
+                                                              payload)
+            if replay is None:
+                prompt = Prompt.create(prompt_id, org_id, name, template, variables, model_config, tags or [], message,
+                                       request_hash=fingerprint, type=type, messages=messages,
+                                       template_format="mustache" if template_format is None else template_format)
+                taken = self._exists(prompt_name_index_id(org_id, prompt.name))
+        except DomainError as exc:
+            refused = exc
+        with self.org_lock(org_id):
+            org = self.grant(principal, org_id, Permission.PROMPTS_WRITE).org
+            if refused is not None:
+                raise refused
+            if replay is not None:
+                return replay
+            if taken:  # a concurrent claim after the look-up fails the save instead, and the retry says so
+                raise Conflict(f"a prompt named {prompt.name!r} already exists", code="PROMPT_NAME_TAKEN",
+                               details={"name": prompt.name})
+            self._check_composition(org_id, prompt, prompt.versions[-1])
+            org.reserve_prompt(prompt_id)
+            index = PromptNameIndex(org_id=org_id, name=prompt.name, prompt_id=prompt_id)
+            return CommandResult(prompt_id, self._save(prompt, index, org), version=1)
 
     @command
     def revise_prompt(
@@ -225,8 +239,8 @@ class PromptCommands(BaseApp):
 
     def _name_holder(self, index_id: UUID, as_of: datetime | None = None) -> UUID | None:
         """The prompt holding a name index (None when unclaimed, or not yet claimed at `as_of`)."""
-        try:
-            index = self.repository.get(index_id)
+        try:  # an index never changes after it is created: read it without the cache's deep copy
+            index = self.repository.get(index_id, deepcopy_from_cache=False)
         except AggregateNotFoundError:
             return None
         if not isinstance(index, PromptNameIndex) or (as_of is not None and index.created_on > as_of):

@@ -6,6 +6,13 @@
 - `POST /items`: the same JWT check, a pydantic body (`name`, `template`, `message`), then one
   1-row INSERT ... RETURNING id through psycopg (an async connection pool per worker process, each
   INSERT its own autocommitted transaction), answering 201 `{id, name, version}`.
+- `POST /saves`: the eventsourcing `save` ceiling over HTTP. The same JWT check and body, then
+  `app.save(Item(name, template, message))`: a trivial one-event aggregate saved through an
+  eventsourcing `Application` on the same Postgres database (its own events table, the library's
+  default insert path: `LOCK TABLE ... IN EXCLUSIVE MODE` per save, as PromptForge's commands).
+  A sync endpoint (the library has no asyncio API; FastAPI runs it in its thread pool, as it runs
+  PromptForge's command endpoints), a psycopg pool of `CEILING_POOL_SIZE` per worker, answering
+  201 `{id, name, version, position}`. What a command costs beyond this is PromptForge's own.
 
 No middleware, no logging per request, no rate limiting, no policy: what FastAPI + uvicorn + one
 JWT check + one round trip to Postgres cost on this machine. Served by uvicorn (uvloop + httptools,
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import os
 from contextlib import asynccontextmanager
+from urllib.parse import unquote, urlsplit
 
 import jwt
 from fastapi import FastAPI, Header, HTTPException
@@ -40,6 +48,29 @@ INSERT = f"INSERT INTO {TABLE} (name, template, message) VALUES (%s, %s, %s) RET
 TEMPLATE = ("You are a meticulous assistant for {{product}}. Answer the customer's question politely and "
             "precisely, cite the relevant part of the documentation, and say so plainly when you do not know. ") * 4
 pool: AsyncConnectionPool | None = None
+saves = None  # the eventsourcing Application of `POST /saves` (per worker process)
+
+
+def _saves_app():
+    """An eventsourcing Application on the benchmark's Postgres database (tables `ceilingsaves_*`,
+    created by the first worker; the library's default insert path, never anything else)."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    class Item(Aggregate):
+        @event("Created")
+        def __init__(self, name: str, template: str, message: str):
+            self.name, self.template, self.message = name, template, message
+
+    class CeilingSaves(Application):
+        pass
+
+    parts = urlsplit(DB_URL)
+    env = {"PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_DBNAME": parts.path.lstrip("/"),
+           "POSTGRES_HOST": parts.hostname or "127.0.0.1", "POSTGRES_PORT": str(parts.port or 5432),
+           "POSTGRES_USER": unquote(parts.username or "postgres"), "POSTGRES_PASSWORD": unquote(parts.password or ""),
+           "POSTGRES_POOL_SIZE": str(POOL_SIZE), "POSTGRES_MAX_OVERFLOW": "0", "POSTGRES_PRE_PING": "y"}
+    return CeilingSaves(env=env), Item
 
 
 @asynccontextmanager
@@ -54,7 +85,11 @@ async def lifespan(_app: FastAPI):
             # on the table's row type (UniqueViolation), so they take turns.
             await conn.execute("SELECT pg_advisory_xact_lock(7205)")
             await conn.execute(CREATE_TABLE)
+            global saves
+            saves = _saves_app()  # creates its tables if missing, while this worker holds the lock
     yield
+    if saves is not None:
+        saves[0].close()
     if pool is not None:
         await pool.close()
 
@@ -98,6 +133,17 @@ async def create_item(body: ItemIn, authorization: str | None = Header(None)) ->
     async with pool.connection() as conn:
         row = await (await conn.execute(INSERT, (body.name, body.template, body.message))).fetchone()
     return {"id": row[0], "name": body.name, "version": 1}
+
+
+@app.post("/saves", status_code=201)
+def save_item(body: ItemIn, authorization: str | None = Header(None)) -> dict:
+    claims_of(authorization)
+    if saves is None:
+        raise HTTPException(503, "no database configured (CEILING_DB_URL)")
+    application, item_class = saves
+    item = item_class(body.name, body.template, body.message)
+    recordings = application.save(item)
+    return {"id": str(item.id), "name": body.name, "version": 1, "position": recordings[-1].notification.id}
 
 
 @app.get("/healthz")

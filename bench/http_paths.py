@@ -8,8 +8,14 @@ Three servers run side by side on this machine, each a real process tree on a TC
   dedicated database, created here and dropped at the end) with Redis (rate limits) and a
   `promptforge worker` (dramatiq) running the projections, `PROMPTFORGE_DB_POOL_SIZE` small;
 - **ceiling**: bench/ceiling_app.py, a bare FastAPI app under uvicorn with 2 workers: a GET that
-  validates an HS256 JWT and answers ~1 KB of JSON, and a POST that validates the JWT, parses a
-  pydantic body and does one 1-row INSERT through psycopg (async pool) in the same database.
+  validates an HS256 JWT and answers ~1 KB of JSON, a POST that validates the JWT, parses a
+  pydantic body and does one 1-row INSERT through psycopg (async pool) in the same database, and
+  the **save ceiling**: a POST that does the same and then saves a one-event aggregate through an
+  eventsourcing Application on the same Postgres database (`app.save()`, the library's table lock),
+  from a sync endpoint as PromptForge's commands are. The writes (d), (e) are reported as a ratio
+  of both POST ceilings of the same round; during the Postgres writes and the save ceiling, pg_locks
+  is sampled (LockSampler) to show how often the events table's lock and the organisation's command
+  lock were held and waited for.
 
 Every server is set up through its REST API only (register, log in, create the organisations,
 `PATCH` them to PRO with no protected labels, create the prompts from the shared corpus, point
@@ -37,11 +43,15 @@ histogram), answers by status and error code, the server's CPU seconds per op (i
 the dramatiq worker's separately) and its RSS. Results: bench/results/http_paths.md (+ .json).
 
 `--profile` instead profiles the hot path (a) in-process with pyinstrument and writes
-bench/results/http_paths_profile.md (see `profile_fetch`).
+bench/results/http_paths_profile.md (see `profile_fetch`); with `--profile-workload d` (create) or
+`e` (revise) it profiles a write (see `profile_writes`: request path, in-process projections and
+webhooks measured apart) into bench/results/http_paths_profile_<create|revise>[_postgres].md.
 
     .venv/bin/python bench/http_paths.py                 # ~9 min: 5 rounds x 3 s per run
     .venv/bin/python bench/http_paths.py --quick         # ~3 min: 3 rounds x 2 s, 100 prompts
     .venv/bin/python bench/http_paths.py --profile       # ~1 min: pyinstrument, 2,000 fetches
+    .venv/bin/python bench/http_paths.py --workloads de --connections 16   # the writes only, ~2.5 min
+    .venv/bin/python bench/http_paths.py --profile --profile-workload d    # ~1.5 min: a create, in-process
     options: --rounds N --seconds S --connections 1 16 --targets sqlite postgres --client wrk|python
              --prompts 200 --db promptforge_bench_http --keep --workloads abcde
 """
@@ -75,7 +85,7 @@ from _load import Loader, RunResult, Workload, cpu_seconds, rss_kb, tree_pids  #
 
 RESULTS = ROOT / "bench" / "results" / "http_paths.md"
 PROFILE_RESULTS = ROOT / "bench" / "results" / "http_paths_profile.md"
-CORPUS = ROOT.parent / "shared" / "data" / "awesome-chatgpt-prompts.csv"
+CORPUS = Path(os.environ.get("PROMPTFORGE_CORPUS") or ROOT.parent / "shared" / "data" / "awesome-chatgpt-prompts.csv")
 VENV_BIN = Path(sys.executable).parent
 REDIS_URL = os.environ.get("PROMPTFORGE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 PASSWORD = "correct horse battery staple"
@@ -92,7 +102,8 @@ WORKLOADS = {
     "e": "(e) revise a prompt (own prompts per connection)",
 }
 CEILING_OF = {"a": "get", "b": "get", "c": "get", "d": "post", "e": "post"}
-CEILING_LABEL = {"get": "ceiling GET (JWT check + ~1 KB JSON)", "post": "ceiling POST (JWT + body + 1-row INSERT)"}
+CEILING_LABEL = {"get": "ceiling GET (JWT check + ~1 KB JSON)", "post": "ceiling POST (JWT + body + 1-row INSERT)",
+                 "save": "save ceiling POST (JWT + body + eventsourcing `save`, table lock)"}
 
 
 # -- corpus ---------------------------------------------------------------------------------------
@@ -302,8 +313,8 @@ class Ceiling:
     def workload(self, key: str, run_id: str) -> Workload:
         if key == "get":
             return Workload("get", f"Bearer {self.token}", [f"/item/prompt-{i:03d}" for i in range(200)], 200)
-        return Workload("create", f"Bearer {self.token}", ["/items"], 201, template=WRITE_TEMPLATE,
-                        prefix=f"new/{run_id}")
+        return Workload("create", f"Bearer {self.token}", ["/saves" if key == "save" else "/items"], 201,
+                        template=WRITE_TEMPLATE, prefix=f"new/{run_id}")
 
 
 # -- measurement ---------------------------------------------------------------------------------
@@ -321,6 +332,8 @@ class Sample:
     pg_cpu_s: float = 0.0
     redis_cpu_s: float = 0.0
     pg_backends: int = 0
+    #: Postgres lock occupancy during the run (LockSampler.summary), Postgres writes only.
+    locks: dict = field(default_factory=dict)
 
     def per_op(self, seconds: float) -> float:
         return 1000 * seconds / self.result.ok if self.result.ok else float("nan")
@@ -337,7 +350,7 @@ class Sample:
         return {**self.result.to_json(), "api_cpu_s": self.api_cpu_s, "worker_cpu_s": self.worker_cpu_s,
                 "machine_busy": self.machine_busy, "api_rss_kb": self.api_rss_kb,
                 "worker_rss_kb": self.worker_rss_kb, "api_procs": self.api_procs, "pg_cpu_s": self.pg_cpu_s,
-                "redis_cpu_s": self.redis_cpu_s, "pg_backends": self.pg_backends}
+                "redis_cpu_s": self.redis_cpu_s, "pg_backends": self.pg_backends, "locks": self.locks}
 
 
 class BackendMeter:
@@ -368,6 +381,66 @@ class BackendMeter:
         self.conn.close()
 
 
+class LockSampler:
+    """Polls pg_locks during a run (a thread with a connection of its own, every `interval` s): how
+    often the events table's lock (`LOCK TABLE ... IN EXCLUSIVE MODE`, taken by every save) and an
+    organisation's command lock (the session advisory lock of adr/0019) were held, and how many
+    backends waited for each. If a lock is held nearly all the time with waiters queued, that lock is
+    the wall; if it is free much of the time, something else (CPU) is."""
+
+    QUERY = ("SELECT l.locktype, l.granted, l.classid::int8, l.objid::int8, c.relname FROM pg_locks l "
+             "LEFT JOIN pg_class c ON l.locktype = 'relation' AND c.oid = l.relation "
+             "WHERE l.database = (SELECT oid FROM pg_database WHERE datname = %s) AND "
+             "(l.locktype = 'advisory' OR (l.locktype = 'relation' AND l.mode = 'ExclusiveLock'))")
+
+    def __init__(self, db: BenchDatabase, table: str, advisory_key: int | None = None, interval: float = 0.02):
+        import threading
+
+        self.db, self.table, self.interval = db, table, interval
+        unsigned = advisory_key & (2**64 - 1) if advisory_key is not None else None
+        self.advisory = (unsigned >> 32, unsigned & 0xFFFFFFFF) if unsigned is not None else None
+        self.samples: list[tuple[int, int, int, int]] = []  # (table held, table waiters, org held, org waiters)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lock-sampler", daemon=True)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.db.url, autocommit=True) as conn:
+            while not self._stop.wait(self.interval):
+                held = waiting = org_held = org_waiting = 0
+                for locktype, granted, classid, objid, relname in conn.execute(self.QUERY, (self.db.name,)):
+                    if locktype == "relation" and relname == self.table:
+                        held, waiting = held or int(granted), waiting + (not granted)
+                    elif locktype == "advisory" and self.advisory == (classid, objid):
+                        org_held, org_waiting = org_held or int(granted), org_waiting + (not granted)
+                self.samples.append((held, waiting, org_held, org_waiting))
+
+    def __enter__(self) -> "LockSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def summary(self) -> dict:
+        n = len(self.samples) or 1
+        cols = list(zip(*self.samples)) or [(), (), (), ()]
+        return {"samples": len(self.samples), "table_held": sum(cols[0]) / n, "table_waiters": sum(cols[1]) / n,
+                "org_held": sum(cols[2]) / n if self.advisory else None,
+                "org_waiters": sum(cols[3]) / n if self.advisory else None}
+
+
+def command_lock_key(org_id: str) -> int:
+    """The advisory-lock key of an organisation's command lock (projections.writer_lock._key of
+    `command:org_id:<id>`, as interfaces.bootstrap names it)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"promptforge:command:org_id:{org_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -396,7 +469,7 @@ def settle(target, timeout: float = 120.0) -> None:
 
 
 def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id: str,
-            meter: BackendMeter) -> Sample:
+            meter: BackendMeter, locks: LockSampler | None = None) -> Sample:
     settle(target)
     workload = target.workload(key, run_id)
     api_pids = target.api.pids()
@@ -404,7 +477,11 @@ def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id
     cpu0, wcpu0 = cpu_seconds(api_pids), cpu_seconds(worker_pids)
     back0 = meter.snapshot()
     busy0, total0 = _machine_jiffies()
-    result = loader.run(target.api.url, workload, conns, seconds)
+    if locks is not None:
+        with locks:
+            result = loader.run(target.api.url, workload, conns, seconds)
+    else:
+        result = loader.run(target.api.url, workload, conns, seconds)
     busy1, total1 = _machine_jiffies()
     settle(target)  # the run's own projection work, counted in its CPU (not in its wall time)
     pg_cpu, redis_cpu = meter.delta(back0, meter.snapshot())
@@ -414,6 +491,8 @@ def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id
                     (busy1 - busy0) / (total1 - total0) if total1 > total0 else float("nan"),
                     rss_kb(api_pids), rss_kb(worker_pids), len(api_pids), pg_cpu, redis_cpu,
                     len(back0[0]))
+    if locks is not None:
+        sample.locks = locks.summary()
     if result.inflight and isinstance(target, Target):
         target.resync(result.inflight)
     return sample
@@ -450,7 +529,23 @@ def main() -> int:
                         help="default results/http_paths_profile.md (_postgres.md for --profile-backend postgres)")
     parser.add_argument("--profile-backend", default="sqlite", choices=["sqlite", "postgres"],
                         help="postgres: the same app in-process on Postgres + Redis (database <--db>_profile)")
+    parser.add_argument("--profile-workload", default="a", choices=["a", "d", "e"],
+                        help="with --profile: a = the fetch (default), d = create a prompt, e = revise a prompt "
+                             "(results/http_paths_profile_<create|revise>[_postgres].md)")
     args = parser.parse_args()
+    if args.profile and args.profile_workload != "a":
+        stem = {"d": "create", "e": "revise"}[args.profile_workload]
+        out = args.profile_out or PROFILE_RESULTS.with_name(
+            f"http_paths_profile_{stem}{'' if args.profile_backend == 'sqlite' else '_postgres'}.md")
+        requests = min(args.profile_requests, 1000)
+        if args.profile_backend == "postgres":
+            with BenchDatabase(args.db + "_profile", keep=args.keep) as db:
+                redis_flush(REDIS_URL)
+                try:
+                    return profile_writes(args.profile_workload, requests, out, db=db, pool_size=args.pool_size)
+                finally:
+                    redis_flush(REDIS_URL)
+        return profile_writes(args.profile_workload, requests, out)
     if args.profile:
         out = args.profile_out or (PROFILE_RESULTS if args.profile_backend == "sqlite"
                                    else PROFILE_RESULTS.with_name("http_paths_profile_postgres.md"))
@@ -534,13 +629,20 @@ def main() -> int:
                 if not keys:
                     continue
                 plan.append((group, "ceiling", group))
+                if group == "post":  # the eventsourcing save ceiling, beside the bare INSERT
+                    plan.append((group, "ceiling", "save"))
                 plan.extend((group, t.name, k) for t in targets for k in keys)
             run_no = 0
 
             def run(target_name: str, key: str, conns: int, seconds: float) -> Sample:
                 nonlocal run_no, peak_pg_conns
                 run_no += 1
-                sample = measure(loader, everything[target_name], key, conns, seconds, f"x{run_no}", meter)
+                sampler = None
+                if key == "save":
+                    sampler = LockSampler(db, "ceilingsaves_events")
+                elif key in "de" and target_name == "postgres":
+                    sampler = LockSampler(db, "promptforge_events", command_lock_key(everything[target_name].create_org))
+                sample = measure(loader, everything[target_name], key, conns, seconds, f"x{run_no}", meter, sampler)
                 peak_pg_conns = max(peak_pg_conns, sample.pg_backends, len(meter.pg_pids()))
                 return sample
 
@@ -598,9 +700,10 @@ def render(args, facts, loader, ceiling, targets, samples, load_start, load_end,
     def series(t: str, k: str, c: int) -> list[Sample]:
         return samples.get((t, k, c), [])
 
-    rows, lat_rows, err_rows = [], [], []
+    rows, lat_rows, err_rows, save_rows = [], [], [], []
     for c in args.connections:
-        for ck in ("get", "post"):
+        saves = series("ceiling", "save", c)
+        for ck in ("get", "post", "save"):
             base = series("ceiling", ck, c)
             if not base:
                 continue
@@ -637,10 +740,33 @@ def render(args, facts, loader, ceiling, targets, samples, load_start, load_end,
                                      f"{Stats.of([a.result.p99_ms / b.result.p99_ms for a, b in zip(ours, base)]).median:.1f}×",
                                      num(Stats.of([s.result.bytes / max(1, s.result.requests) for s in ours]).median),
                                      pct(Stats.of([s.machine_busy for s in ours]).median)])
+                    if saves:
+                        vs_save = Stats.of([a.result.ok_per_s / b.result.ok_per_s for a, b in zip(ours, saves)])
+                        save_med = Stats.of([b.result.ok_per_s for b in saves])
+                        save_rows.append([label, c, f"**{t.name}**", num(st.median), num(save_med.median),
+                                          f"**{vs_save.median:.3f}** ({vs_save.p10:.3f}–{vs_save.p90:.3f})",
+                                          f"{ms(p99.median)} ({ms(p99.p10)}–{ms(p99.p90)})"])
                     errors = sum((s.result.errors for s in ours), Counter())
                     sock = sum((Counter(s.result.socket_errors) for s in ours), Counter())
                     total = sum(s.result.requests for s in ours)
                     err_rows.append([label, c, t.name, total, errors_text(errors, total), errors_text(sock)])
+    lock_rows = []
+    for (t, k, c), v in sorted(samples.items(), key=lambda i: (i[0][2], i[0][1], i[0][0])):
+        got = [s.locks for s in v if s.locks and s.locks.get("samples")]
+        if not got:
+            continue
+
+        def med(name: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+            values = [g[name] for g in got if g.get(name) is not None]
+            if not values:
+                return "–"
+            st = Stats.of(values)
+            return f"{fmt.format(st.median * scale)} ({fmt.format(st.p10 * scale)}–{fmt.format(st.p90 * scale)})"
+
+        label = WORKLOADS.get(k, CEILING_LABEL.get(k, k))
+        lock_rows.append([label, c, t, num(Stats.of([s.result.ok_per_s for s in v]).median),
+                          med("table_held", 100, "{:.0f}%"), med("table_waiters"), med("org_held", 100, "{:.0f}%"),
+                          med("org_waiters"), sum(g["samples"] for g in got)])
     table = markdown_table(["workload", "conns", "target", "ok ops/s median", "p10–p90", "p90−p10 / median",
                             "× ceiling, paired (p10–p90)", "CPU ms/op: API", "worker", "Postgres", "Redis",
                             "total", "total CPU/op × ceiling"], rows)
@@ -698,6 +824,26 @@ def render(args, facts, loader, ceiling, targets, samples, load_start, load_end,
         "ceiling: API + Postgres backends, ~0 for the GETs). With 2 cores shared by the client, the servers and "
         "other jobs, CPU per op is the steadier number: ops/s ≤ cores available ÷ total CPU per op.",
         "",
+        *(["## Writes as a fraction of the eventsourcing save ceiling (same run, paired per round)", "",
+           markdown_table(["workload", "conns", "target", "ok ops/s median", "save ceiling ops/s median",
+                           "× save ceiling, paired (p10–p90)", "p99 ms (p10–p90 over rounds)"], save_rows), "",
+           "Save ceiling: bench/ceiling_app.py `POST /saves`, 2 uvicorn workers: the JWT check and pydantic body of "
+           "the POST ceiling, then `app.save()` of a one-event aggregate through an eventsourcing Application on the "
+           "same Postgres database (its own table; the library's default insert path, `LOCK TABLE ... IN EXCLUSIVE "
+           "MODE` per save), from a sync endpoint (thread pool), pool size 4 per worker. A create saves 3 events of 3 "
+           "aggregates in one save; a revision 1 event. For the SQLite target the ratio compares across backends "
+           "(for scale only).", ""] if save_rows else []),
+        *(["## Postgres locks during the writes (pg_locks sampled every 20 ms; median (p10–p90) over rounds)", "",
+           markdown_table(["workload", "conns", "target", "ok ops/s median", "events table lock held",
+                           "backends waiting for it (mean)", "org command lock held", "backends waiting for it (mean)",
+                           "samples"], lock_rows), "",
+           "Events table lock: a granted `ExclusiveLock` on the events table (`LOCK TABLE ... IN EXCLUSIVE MODE`, "
+           "held from the start of a save's insert to its commit; `promptforge_events`, or `ceilingsaves_events` for "
+           "the save ceiling). Org command lock: the session advisory lock on the create organisation "
+           "(adr/0019), held by one API process at a time for the whole command; the other process's waiting "
+           "thread shows as a waiter (threads of the same process queue on its in-process lock first, unseen "
+           "here). A lock held well under 100% of the time is not what limits throughput.", ""]
+          if lock_rows else []),
         "## Latency (closed loop: at 16 connections latency ≈ 16 ÷ ops/s)",
         "",
         lat_table,
@@ -851,22 +997,23 @@ def _bucket(path: str) -> str:
     return "other: " + path.rsplit("/", 1)[-1]
 
 
-def analyse(root) -> dict:
+def analyse(root, phases_spec: list | None = None) -> dict:
     """Inclusive time per PHASE (outermost match), self time per function and per BUCKET (a C
     function's time goes to the bucket of the Python code calling it, except sqlite3's own calls),
     and the inclusive time of every function (outermost occurrence) for the top list."""
-    phases = {label: 0.0 for label, _ in PHASES}
+    spec = phases_spec or PHASES
+    phases = {label: 0.0 for label, _ in spec}
     inclusive: Counter = Counter()
     self_by_fn: Counter = Counter()
     buckets: Counter = Counter()
 
-    app_label = PHASES[0][0]
+    app_label = spec[0][0]
 
     def walk(frame, active_phases: frozenset, active_keys: frozenset, caller_bucket: str) -> None:
         if frame.is_synthetic_leaf:
             return
         key = _frame_key(frame)
-        for label, match in PHASES:
+        for label, match in spec:
             if label not in active_phases and match(frame):
                 phases[label] += frame.time
                 active_phases = active_phases | {label}
@@ -1333,6 +1480,372 @@ def profile_fetch(requests: int, out: Path, db: BenchDatabase | None = None, poo
         "```",
         *tree[:200],
         *(["... (truncated)"] if len(tree) > 200 else []),
+        "```",
+        "",
+    ])
+    print(report)
+    write_results(out, report)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+# -- profile of the writes -------------------------------------------------------------------------
+#: Where the time of a write goes (same conventions as PHASES: inclusive, outermost match).
+WRITE_PHASES = [
+    ("whole app call (RequestContextMiddleware.__call__)", _fn("interfaces/http/middleware.py", "__call__")),
+    ("  FastAPI route matching", _fn("fastapi/routing.py", "matches")),
+    ("  FastAPI route handling (router `handle`)", _fn("fastapi/routing.py", "handle")),
+    ("    FastAPI solve_dependencies (parameters, body, dependencies)", _fn("fastapi/dependencies/utils.py",
+                                                                          "solve_dependencies")),
+    ("      request body: read + JSON decode (Starlette Request.json)", _fn("starlette/requests.py", "json")),
+    ("      request body: pydantic validation (request_body_to_args)", _fn("fastapi/dependencies/utils.py",
+                                                                         "request_body_to_args")),
+    ("      org_scope dependency (log head, authenticate, grant, rate limit)", _fn("interfaces/http/deps.py",
+                                                                                   "dependency")),
+    ("        request_access: LogHead.check (head read + new notifications read, evictions)",
+     _fn("application/log_head.py", "check")),
+    ("        access cache: grant (Organisation reloaded after each write)", _fn("application/request_access.py",
+                                                                                 "grant")),
+    ("        access JWT verified (TokenService.verify_access)", _fn("interfaces/http/security.py", "verify_access")),
+    ("        rate limiter (hit_pair)", _fn("interfaces/http/ratelimit.py", "hit_pair")),
+    ("    FastAPI run_endpoint_function (the endpoint)", _fn("fastapi/routing.py", "run_endpoint_function")),
+    ("      @command wrapper (application/commands.py run)", _fn("application/commands.py", "run")),
+    ("        KeyedLocks.hold (per-org lock; advisory lock on Postgres)", _fn("application/serialise.py", "hold")),
+    ("        tenacity Retrying.__call__ overhead (incl. the command)", _fn("tenacity/__init__.py", "__call__")),
+    ("          BaseApp.grant (policy: Organisation loaded from the repository)", _fn("application/base.py",
+                                                                                     "grant")),
+    ("          _idempotent (request fingerprint: json + sha256)", _fn("application/base.py", "_idempotent")),
+    ("          request_fingerprint", _fn("application/base.py", "request_fingerprint")),
+    ("          Prompt.create (domain: validation, template parse)", _fn("domain/prompt.py", "create")),
+    ("          Prompt.revise (domain)", _fn("domain/prompt.py", "revise")),
+    ("          _prompt (Prompt loaded from the repository)", _fn("application/prompts.py", "_prompt")),
+    ("          _exists (name index: a store read)", _fn("application/base.py", "_exists")),
+    ("          _check_composition", _fn("application/prompts.py", "_check_composition")),
+    ("          Organisation.reserve_prompt", _fn("domain/organisation.py", "reserve_prompt")),
+    ("          BaseApp._save → Application.save", _fn("application/base.py", "_save")),
+    ("            recorder insert_events (the transaction: lock, insert, commit)",
+     _fn("eventsourcing/", "insert_events")),
+    ("            mapper to_stored_event (encode events)", _fn("eventsourcing/persistence.py", "to_stored_event")),
+    ("            snapshotting (take_snapshot)", _fn("eventsourcing/application.py", "take_snapshots")),
+    ("            commit listeners (BaseApp._notify: projection wake / Redis nudge)", _fn("application/base.py",
+                                                                                       "_notify")),
+    ("    FastAPI serialize_response (response model)", _fn("fastapi/routing.py", "serialize_response")),
+    ("  access log line (Logger.info → JsonFormatter → write + flush)", _fn("logging/__init__.py", "info")),
+    ("  metrics (observe_http)", _fn("interfaces/observability/metrics.py", "observe_http")),
+    ("across the app: eventsourcing Repository.get (aggregate loads)", _fn("eventsourcing/application.py", "get",
+                                                                           "Repository")),
+    ("across the app: copy.deepcopy (the aggregate cache copies what it hands out)", _fn("copy.py", "deepcopy")),
+    ("across the app: eventsourcing EventStore.get (replay / fast-forward reads)",
+     _fn("eventsourcing/persistence.py", "get", "EventStore")),
+    ("across the app: mapper to_domain_event (decode events read)", _fn("eventsourcing/persistence.py",
+                                                                        "to_domain_event")),
+    ("across the app: sqlite3 C calls (execute, fetch, commit, rollback, ...)", SQLITE_C),
+    ("across the app: psycopg Cursor.execute (a statement: one round trip to Postgres)",
+     _fn("psycopg/cursor.py", "execute", "Cursor")),
+    ("across the app: psycopg transaction commands (BEGIN / COMMIT / ROLLBACK)",
+     _fn("psycopg/_connection_base.py", "_exec_command")),
+    ("across the app: redis execute_command (one round trip to Redis)", _fn("redis/client.py", "execute_command",
+                                                                            "Redis")),
+]
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads by group (from /proc/self/task: user + system)."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: Counter = Counter()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "other")
+        group = ("request (event loop + anyio workers)" if name == "MainThread" or name.startswith("AnyIO")
+                 else name if name in ("projection-runner", "webhook-dispatcher") else "other threads")
+        out[group] += (int(fields[11]) + int(fields[12])) / tick
+    return dict(out)
+
+
+def profile_writes(key: str, requests: int, out: Path, db: BenchDatabase | None = None, pool_size: int = 4) -> int:
+    """Profile a write workload, (d) create or (e) revise, in-process, as `profile_fetch` does the
+    fetch: the app built as `promptforge serve` builds it, called through httpx's ASGI transport.
+
+    On SQLite the projections run in a thread of this process (as served): their CPU is measured
+    apart (per-thread CPU from /proc) and profiled apart (a catch-up over the events of a pass, run
+    in this thread). On Postgres the in-process runners are stopped after the set-up (as served, a
+    dramatiq worker projects; nudges go to Redis): the projections' catch-up is profiled the same way."""
+    import asyncio
+    import logging
+    import statistics
+
+    import fastapi.dependencies.utils as fastapi_deps
+    import fastapi.routing as fastapi_routing
+    from fastapi.testclient import TestClient
+    from pyinstrument import Profiler
+    from pyinstrument.stack_sampler import get_stack_sampler
+
+    from interfaces.bootstrap import build
+    from interfaces.http.app import create_app
+    from interfaces.observability.logs import configure_logging
+    from interfaces.settings import Settings
+
+    started_all = time.perf_counter()
+    load_start = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="pf-bench-profile-w-"))
+    log_file = (tmp / "access.log").open("a")
+    configure_logging("INFO", stream=log_file)
+    backend = "postgres" if db is not None else "sqlite"
+    common = dict(env="development", data_dir=tmp, vectors_enabled=False, rate_limit_per_minute=10**9,
+                  access_token_ttl_seconds=7200, console_enabled=False)
+    if db is None:
+        settings = Settings(**common, event_store_url=f"sqlite:///{tmp}/events.db",
+                            read_model_url=f"sqlite:///{tmp}/readmodels.db")
+    else:
+        settings = Settings(**common, event_store_url=db.url, inprocess_projections=True, redis_url=REDIS_URL,
+                            read_model_url=db.url.replace("postgresql://", "postgresql+psycopg://", 1),
+                            db_pool_size=pool_size)
+    container = build(settings)
+    container.start()
+    app = create_app(container)
+    target = Target("profile", None)  # type: ignore[arg-type]
+    revise_pool = 16
+    with TestClient(app) as tc:
+        target.setup(corpus_prompts(20), revise_pool, client=tc)
+    runners = list(container.runners)
+    if backend == "postgres":  # as served: the API process does not project
+        for runner in runners:
+            runner.stop()
+    headers = {"Authorization": f"Bearer {target.jwt}", "Content-Type": "application/json"}
+    create_path = f"/v1/orgs/{target.create_org}/prompts"
+    seq = 0
+
+    def next_request() -> tuple[str, bytes]:
+        nonlocal seq
+        seq += 1
+        if key == "d":
+            return create_path, json.dumps({"name": f"new/p-{seq}", "template": WRITE_TEMPLATE,
+                                            "message": "bench create"}).encode()
+        path = target.revise_paths[seq % len(target.revise_paths)]
+        return path, json.dumps({"base_version": target.versions[path], "message": "bench revise",
+                                 "template": f"{WRITE_TEMPLATE} (p-{seq})"}).encode()
+
+    from interfaces.http import deps as pf_deps, head_check as pf_head_check
+
+    hopping = (fastapi_routing, fastapi_deps, pf_deps, pf_head_check)
+    threadpool = tuple(module.run_in_threadpool for module in hopping)
+
+    async def direct(func, *args, **kwargs):
+        return func(*args, **kwargs)
+
+    def set_inline(on: bool) -> None:
+        for module, original in zip(hopping, threadpool):
+            module.run_in_threadpool = direct if on else original
+
+    async def drive(n: int) -> list[float]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50123))
+        times = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as ac:
+            for _ in range(n):
+                path, body = next_request()
+                t0 = time.perf_counter()
+                r = await ac.post(path, content=body, headers=headers)
+                times.append(time.perf_counter() - t0)
+                if r.status_code != 201:
+                    raise RuntimeError(f"{r.status_code} {r.text[:300]}")
+                if key == "e":
+                    target.versions[path] = r.json()["version"]
+        return times
+
+    def settle() -> None:
+        """Wait until the in-process projections have caught up with the log (SQLite, while they run)."""
+        if backend == "sqlite" and all(r._thread is not None for r in runners):
+            head = container.app.head_position()
+            deadline = time.monotonic() + 60
+            while min(container.supervisor.positions().values()) < head and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def timed(n: int, inline: bool) -> tuple[float, float, dict[str, float]]:
+        """(median wall s per request, process CPU s per request, CPU s per request by thread group);
+        the projections' catch-up of these requests' events included (waited for)."""
+        settle()
+        set_inline(inline)
+        try:
+            c0, t0 = time.process_time(), _thread_cpu()
+            times = asyncio.run(drive(n))
+            settle()
+            c1, t1 = time.process_time(), _thread_cpu()
+        finally:
+            set_inline(False)
+        return statistics.median(times), (c1 - c0) / n, {g: (t1.get(g, 0) - t0.get(g, 0)) / n for g in t1}
+
+    timed(100, False)  # warm-up
+    passes: dict[str, list] = {"served": [], "served, projections stopped": [], "inline, projections stopped": []}
+    per_pass = max(50, requests // 5)
+    for _ in range(3):  # as `serve` runs: projections (and, on SQLite, webhooks) in this process's threads
+        passes["served"].append(timed(per_pass, False))
+    # The request path alone: the in-process runners stopped (on Postgres they already are, as served).
+    for runner in runners:
+        runner.stop()
+    timed(50, True)
+    for _ in range(5):
+        for variant in ("served, projections stopped", "inline, projections stopped"):
+            passes[variant].append(timed(per_pass, variant.startswith("inline")))
+
+    def profile(n: int):
+        sampler = get_stack_sampler()
+        profiler = Profiler(interval=0.0002, async_mode="disabled")
+        sampler.timer_func = time.thread_time
+        settle()
+        set_inline(True)
+        try:
+            profiler.start()
+            c0 = time.thread_time()
+            asyncio.run(drive(n))
+            cpu = time.thread_time() - c0
+            profiler.stop()
+        finally:
+            set_inline(False)
+            sampler.timer_func = None
+        return profiler, cpu
+
+    counted = 100
+
+    async def count_pass() -> CallCounter:
+        with CallCounter(container, app.state.rate_limiter) as counter:
+            await drive(counted)
+        return counter
+
+    settle()
+    counter = asyncio.run(count_pass())
+    prof, prof_cpu = profile(requests)
+    # The projections' share, profiled in this thread: (runners stopped) write, then catch up here.
+    supervisor = container.supervisor
+    supervisor.catch_up(list(supervisor.sql))
+    before = container.app.head_position()
+    set_inline(True)
+    asyncio.run(drive(per_pass))
+    set_inline(False)
+    written = container.app.head_position() - before
+    sampler = get_stack_sampler()
+    proj_prof = Profiler(interval=0.0002, async_mode="disabled")
+    sampler.timer_func = time.thread_time
+    proj_prof.start()
+    c0 = time.thread_time()
+    supervisor.catch_up(list(supervisor.sql))
+    proj_cpu = time.thread_time() - c0
+    proj_prof.stop()
+    sampler.timer_func = None
+    container.close()
+    log_file.close()
+    logging.getLogger().handlers.clear()
+
+    analysed = analyse(prof.last_session.root_frame(), WRITE_PHASES)
+    app_total = analysed["phases"][WRITE_PHASES[0][0]]
+
+    def us(v: float) -> str:
+        return f"{1e6 * v / requests:,.0f}"
+
+    def share(v: float) -> str:
+        return f"{100 * v / app_total:.1f}%"
+
+    phase_rows = [[label.replace("  ", "&nbsp;&nbsp;"), us(analysed["phases"][label]), share(analysed["phases"][label])]
+                  for label, _ in WRITE_PHASES]
+    bucket_rows = [[k, us(v), share(v)] for k, v in analysed["buckets"].most_common(20)]
+
+    def top(kind: str, n: int) -> list[list[str]]:
+        items = analysed[kind].most_common()
+        if kind == "inclusive":
+            items = [(k, v) for k, v in items if v <= app_total * 1.0001]
+        return [[f"`{k}`", us(v), share(v)] for k, v in items[:n]]
+
+    groups = sorted({g for v in passes.values() for _, _, t in v for g in t})
+
+    def row(variant: str) -> list[str]:
+        w = Stats.of([p[0] for p in passes[variant]])
+        c = Stats.of([p[1] for p in passes[variant]])
+        cells = [variant, f"{w.median * 1e3:.2f} ({w.p10 * 1e3:.2f}–{w.p90 * 1e3:.2f})",
+                 f"{c.median * 1e3:.2f} ({c.p10 * 1e3:.2f}–{c.p90 * 1e3:.2f})"]
+        for g in groups:
+            s = Stats.of([p[2].get(g, 0.0) for p in passes[variant]])
+            cells.append(f"{s.median * 1e3:.2f}")
+        return cells
+
+    proj_total = proj_prof.last_session.root_frame().time
+    proj_tree = proj_prof.output_text(unicode=True, color=False, show_all=False,
+                                      time="percent_of_total").splitlines()
+    tree = prof.output_text(unicode=True, color=False, show_all=False, time="percent_of_total").splitlines()
+    from importlib.metadata import version
+
+    what = {"d": "create a prompt (`POST /v1/orgs/{org}/prompts`, one org, unique names)",
+            "e": "revise a prompt (`POST /v1/orgs/{org}/prompts/{id}/versions`, 16 prompts round-robin)"}[key]
+    report = "\n".join([
+        f"# Profile of a write over HTTP: {what} ({'embedded default: SQLite' if backend == 'sqlite' else 'Postgres + Redis'}, in-process)",
+        "",
+        *[f"- {f}" for f in machine_facts()],
+        f"- load average at the end {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (start "
+        f"{' / '.join(f'{x:.2f}' for x in load_start)}); pyinstrument {version('pyinstrument')} (interval 0.2 ms, "
+        f"CPU clock `time.thread_time`, async_mode=disabled), FastAPI {version('fastapi')}, pydantic "
+        f"{version('pydantic')}, eventsourcing {version('eventsourcing')}; whole run "
+        f"{(time.perf_counter() - started_all):.0f} s",
+        "- The app is built as `promptforge serve` builds it (`interfaces.bootstrap.build` + `create_app`, JSON access "
+        "log to a file, metrics, the rate limiter counting, vectors off) and called through `httpx.ASGITransport` "
+        "with the user's access JWT, one request at a time. "
+        + ("SQLite under a temp dir; the projections run in their thread of this process, as served."
+           if backend == "sqlite" else
+           f"Postgres (database `{db.name}`, pool size {pool_size}) + Redis; the in-process projection runners are "
+           "stopped after the set-up (as served, a dramatiq worker projects; the API nudges it through Redis)."),
+        "",
+        f"## Per request, no profiler ({per_pass} requests per pass; median (p10–p90) over the passes)",
+        "",
+        markdown_table(["variant", "wall ms (median of requests)", "process CPU ms / request",
+                        *[f"of which {g}" for g in groups]], [row(v) for v in passes]),
+        "",
+        "`served`: sync dependency and endpoint through anyio's thread pool, as uvicorn serves them, with the "
+        "in-process runners as `promptforge serve` starts them (3 passes; on SQLite each waits for the projections "
+        "to catch up, so their and the webhook dispatcher's work on the pass's events is counted); `projections "
+        "stopped`: the request path alone (5 passes each, interleaved); `inline`: FastAPI's `run_in_threadpool` "
+        "replaced by a direct call (as profiled). Process CPU is exact; the split by thread group comes from "
+        "/proc/self/task ticks (10 ms: read the medians).",
+        "",
+        f"## What one request does below the app (calls per request, counted over {counted} requests as served)",
+        "",
+        markdown_table(["call", "per request"], [[k, f"{v / counted:.2f}"] for k, v in sorted(counter.counts.items())]),
+        "",
+        f"## Where the request's time goes (CPU profile, {requests:,} requests, {prof_cpu:.1f} s of this thread's CPU "
+        f"with the profiler; inclusive, outermost frame; indented rows are parts of the row above)",
+        "",
+        markdown_table(["phase", "CPU µs / request (profiled)", "% of the app call"], phase_rows),
+        "",
+        "## Self time by library / layer, inside the app call",
+        "",
+        markdown_table(["where", "CPU µs / request", "%"], bucket_rows),
+        "",
+        "## Top functions by self time",
+        "",
+        markdown_table(["function", "CPU µs / request", "% of the app call"], top("self", 30)),
+        "",
+        "## Top functions by inclusive time (outermost occurrence per stack)",
+        "",
+        markdown_table(["function", "CPU µs / request", "% of the app call"], top("inclusive", 50)),
+        "",
+        f"## The projections' share: one catch-up over the events of {per_pass} requests ({written} events), "
+        f"run in this thread",
+        "",
+        f"{proj_cpu * 1e3 / per_pass:.2f} ms of CPU per request ({proj_cpu * 1e3 / max(1, written):.2f} ms per event) "
+        f"without the profiler's... (with the profiler running: {proj_total * 1e3 / per_pass:.2f} ms per request). "
+        "Where it goes:",
+        "",
+        "```",
+        *proj_tree[:80],
+        "```",
+        "",
+        "## pyinstrument's tree of the requests (library frames collapsed; % of the profiled time)",
+        "",
+        "```",
+        *tree[:220],
+        *(["... (truncated)"] if len(tree) > 220 else []),
         "```",
         "",
     ])

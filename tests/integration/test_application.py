@@ -171,3 +171,52 @@ def test_sessions_refresh_rotation_and_reuse(world):
     app.logout_all(other.user_id, "r")
     with pytest.raises(Unauthenticated):
         app.check_session(other.session_id, other.user_id)
+
+
+def test_create_prompt_refuses_in_the_order_it_always_did(world):
+    """create_prompt builds the prompt and looks up its name and key before taking the
+    organisation's lock (adr/0022); what is refused is still decided after the grant, in order."""
+    app, org, other, p = world["app"], world["org"], world["other"], world["p"]
+    with pytest.raises(NotFound):  # outside the tenancy: 404, whatever the body
+        app.create_prompt(p["owner"], other, name="greet", template="", request_id="r")
+    with pytest.raises(Forbidden):  # no prompts:write: 403 before the content and the name
+        app.create_prompt(p["viewer"], org, name="greet", template="", request_id="r")
+    with pytest.raises(Forbidden):
+        app.create_prompt(p["viewer"], org, name="greet", template="Hi", request_id="r")
+    with pytest.raises(Invalid):  # the content before the name
+        app.create_prompt(p["dev"], org, name="greet", template="", request_id="r")
+    with pytest.raises(Conflict) as exc:
+        app.create_prompt(p["dev"], org, name="GREET", template="Hi", request_id="r")
+    assert exc.value.code == "PROMPT_NAME_TAKEN"
+    first = app.create_prompt(p["dev"], org, name="keyed", template="Hi", request_id="r", idempotency_key="k1")
+    with pytest.raises(Forbidden):  # the grant first, with a key too
+        app.create_prompt(p["viewer"], org, name="keyed", template="Hi", request_id="r", idempotency_key="k1")
+    again = app.create_prompt(p["dev"], org, name="keyed", template="Hi", request_id="r", idempotency_key="k1")
+    assert again.replayed and again.id == first.id
+
+
+def test_commit_listeners_are_told_after_the_command_and_its_lock(world):
+    """A listener (a projection wake-up, a Redis nudge) runs after the commit and after the
+    command released the organisation's lock: another thread can take the lock from inside it."""
+    import threading
+
+    app, org, p = world["app"], world["org"], world["p"]
+    told = []
+
+    def listener(position: int) -> None:
+        got = threading.Event()
+
+        def take() -> None:
+            with app.org_lock(org):
+                got.set()
+
+        t = threading.Thread(target=take)
+        t.start()
+        t.join(2)
+        told.append((position, got.is_set(), app.head_position()))
+
+    app.add_commit_listener(listener)
+    result = app.create_prompt(p["dev"], org, name="told", template="Hi", request_id="r")
+    app.issue_api_key(p["owner"], org, "k", ["prompts:read"], "r")
+    assert told[0] == (result.position, True, result.position)
+    assert len(told) == 2 and all(free for _, free, _ in told)

@@ -7,6 +7,7 @@ checks every one). Query parameters are strings and stay lax.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -23,12 +24,16 @@ def _utc(value: datetime) -> datetime:
 Instant = Annotated[datetime, AfterValidator(_utc)]
 
 
+#: Unpaired surrogates (never in ASCII text: the common case is answered by `isascii`, in C).
+_UNSTORABLE = re.compile("[\ud800-\udfff]")
+
+
 def _unsafe_text(value: Any, depth: int = 0) -> bool:
     """NUL and unpaired surrogates cannot be stored (UTF-8 event store, Postgres text)."""
     if depth > 32:
         return True
     if isinstance(value, str):
-        return "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value)
+        return "\x00" in value or (not value.isascii() and _UNSTORABLE.search(value) is not None)
     if isinstance(value, dict):
         return any(_unsafe_text(k, depth + 1) or _unsafe_text(v, depth + 1) for k, v in value.items())
     if isinstance(value, (list, tuple)):
