@@ -166,6 +166,11 @@ class ProjectionSupervisor:
                                         failure.error if failure else None, failure.failed_at if failure else None))
         return out
 
+    def passed(self, position: int) -> bool:
+        """Every projection `catch_up()` drives has applied `position` (one read of the tracking rows)."""
+        positions = self.positions()
+        return all(positions.get(n, 0) >= position for n in [*self.sql, *([VECTORS] if self.vectors else [])])
+
     def positions(self) -> dict[str, int]:
         return {name: p.position for name, p in tracking.read_all(self.engine).items()}
 
