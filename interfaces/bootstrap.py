@@ -185,7 +185,8 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     reachable(settings)  # bounded retries, then one clear line (adr/0010)
     engine = make_engine(settings.read_model_url, pool_size=settings.db_pool_size)
     with schema_lock(settings.event_store_url):  # start-up DDL, one process at a time
-        app = PromptForge(env=eventsourcing_env(settings.event_store_url, settings.db_pool_size))
+        app = PromptForge(env=eventsourcing_env(settings.event_store_url, settings.db_pool_size,
+                                                settings.coalesce_saves))
         create_schema(engine)
         sql = {cls.name: cls(engine) for cls in SQL_PROJECTIONS}
         vector_schema = [VectorProjection.versioned(settings.embedding_backend)] if settings.vectors_enabled else []

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from domain.errors import Invalid
 
 
-def eventsourcing_env(url: str, pool_size: int = 20) -> dict[str, str]:
+def eventsourcing_env(url: str, pool_size: int = 20, coalesce_saves: bool = False) -> dict[str, str]:
     """eventsourcing settings for `sqlite:///path`, `postgresql://...[?schema=name]` or `memory://`.
 
     Postgres keeps the library's default insert path (`LOCK TABLE ... IN EXCLUSIVE MODE`), which
@@ -42,6 +42,8 @@ def eventsourcing_env(url: str, pool_size: int = 20) -> dict[str, str]:
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_PRE_PING": "y",
+            # concurrent saves of a process in one insert, under the same table lock (adr/0022)
+            "COALESCE_SAVES": "y" if coalesce_saves else "n",
             **cache,
         }
         schema = parse_qs(parts.query).get("schema")

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     projection_batch_size: int = Field(500, ge=1, le=10_000)
     query_wait_seconds: float = Field(2.0, ge=0, le=30)
     db_pool_size: int = Field(20, ge=1, le=200)
+    #: Group commit of concurrent saves on Postgres (application.coalesce, adr/0022).
+    coalesce_saves: bool = True
     #: How long start-up waits for the event store and read-model database before giving up.
     startup_timeout_seconds: float = Field(30.0, ge=0, le=600)
 

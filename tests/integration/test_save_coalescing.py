@@ -1,4 +1,4 @@
-"""Group commit on Postgres (application.coalesce, COALESCE_SAVES=y): concurrent commands of one
+"""Group commit on Postgres (application.coalesce, on by default: PROMPTFORGE_COALESCE_SAVES): concurrent commands of one
 process share transactions of the event store, every command is applied exactly once, and a
 command that loses a race (a stale revision) fails alone."""
 from __future__ import annotations
@@ -17,9 +17,8 @@ PER_THREAD = 6
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
-def test_concurrent_commands_share_saves_and_each_applies_once(make_settings, monkeypatch):
-    monkeypatch.setenv("COALESCE_SAVES", "y")
-    container = build(make_settings())
+def test_concurrent_commands_share_saves_and_each_applies_once(make_settings):
+    container = build(make_settings())  # on by default on Postgres
     try:
         app = container.app
         assert app.save_coalescer is not None
@@ -82,10 +81,10 @@ def test_concurrent_commands_share_saves_and_each_applies_once(make_settings, mo
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
-def test_off_unless_asked(make_settings, monkeypatch):
-    monkeypatch.delenv("COALESCE_SAVES", raising=False)
-    container = build(make_settings())
-    try:
-        assert container.app.save_coalescer is None
-    finally:
-        container.close()
+def test_on_by_default_and_off_when_asked(make_settings):
+    for setting, expected in ((True, True), (False, False)):
+        container = build(make_settings(coalesce_saves=setting))  # PROMPTFORGE_COALESCE_SAVES
+        try:
+            assert (container.app.save_coalescer is not None) is expected
+        finally:
+            container.close()
