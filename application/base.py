@@ -59,7 +59,8 @@ class BaseApp(Application[UUID]):
         self.log_head: LogHead | None = None
         self.access_cache: AccessCache | None = None
         self._request_reads = AccessReads(self.repository.get)
-        #: Group commit of concurrent saves (application.coalesce), on Postgres, with COALESCE_SAVES=y.
+        #: Group commit of concurrent saves (application.coalesce), on Postgres when the env says
+        #: COALESCE_SAVES=y (the composition root does, from PROMPTFORGE_COALESCE_SAVES: adr/0022).
         self.save_coalescer: SaveCoalescer | None = None
         if strtobool(self.env.get("COALESCE_SAVES", "n")) and type(self.recorder).__module__ == "eventsourcing.postgres":
             self.save_coalescer = SaveCoalescer(self.recorder.insert_events)
