@@ -79,7 +79,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx  # noqa: E402
 
 from _common import (  # noqa: E402
-    PG_SERVER, ROOT, BenchDatabase, Stats, _machine_jiffies, machine_facts, markdown_table, num, pct, write_results,
+    ROOT, BenchDatabase, Stats, _machine_jiffies, machine_facts, markdown_table, num, pct, write_results,
 )
 from _load import Loader, RunResult, Workload, cpu_seconds, rss_kb, tree_pids  # noqa: E402
 
@@ -1117,6 +1117,33 @@ class CallCounter:
         self._undo.clear()
 
 
+def _profiled_app(db: BenchDatabase | None, pool_size: int, prefix: str):
+    """The app as `promptforge serve` builds it, for the in-process profiles: (temp dir, access-log
+    file, backend, started container, app). On Postgres the projections run in this process too (the
+    set-up needs the catalogue); vectors off, limits never refusing, the JSON access log to a file."""
+    from interfaces.bootstrap import build
+    from interfaces.http.app import create_app
+    from interfaces.observability.logs import configure_logging
+    from interfaces.settings import Settings
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    log_file = (tmp / "access.log").open("a")
+    configure_logging("INFO", stream=log_file)
+    backend = "postgres" if db is not None else "sqlite"
+    common = dict(env="development", data_dir=tmp, vectors_enabled=False, rate_limit_per_minute=10**9,
+                  access_token_ttl_seconds=7200, console_enabled=False)
+    if db is None:
+        settings = Settings(**common, event_store_url=f"sqlite:///{tmp}/events.db",
+                            read_model_url=f"sqlite:///{tmp}/readmodels.db")
+    else:
+        settings = Settings(**common, event_store_url=db.url, inprocess_projections=True, redis_url=REDIS_URL,
+                            read_model_url=db.url.replace("postgresql://", "postgresql+psycopg://", 1),
+                            db_pool_size=pool_size)
+    container = build(settings)
+    container.start()
+    return tmp, log_file, backend, container, create_app(container)
+
+
 def profile_fetch(requests: int, out: Path, db: BenchDatabase | None = None, pool_size: int = 4) -> int:
     """Profile the by-name fetch with an API key (workload (a)) in-process, on the embedded default.
 
@@ -1138,29 +1165,9 @@ def profile_fetch(requests: int, out: Path, db: BenchDatabase | None = None, poo
     from pyinstrument import Profiler
     from pyinstrument.stack_sampler import get_stack_sampler
 
-    from interfaces.bootstrap import build
-    from interfaces.http.app import create_app
-    from interfaces.observability.logs import configure_logging
-    from interfaces.settings import Settings
-
     started_all = time.perf_counter()
     load_start = os.getloadavg()
-    tmp = Path(tempfile.mkdtemp(prefix="pf-bench-profile-"))
-    log_file = (tmp / "access.log").open("a")
-    configure_logging("INFO", stream=log_file)
-    backend = "postgres" if db is not None else "sqlite"
-    common = dict(env="development", data_dir=tmp, vectors_enabled=False, rate_limit_per_minute=10**9,
-                  access_token_ttl_seconds=7200, console_enabled=False)
-    if db is None:
-        settings = Settings(**common, event_store_url=f"sqlite:///{tmp}/events.db",
-                            read_model_url=f"sqlite:///{tmp}/readmodels.db")
-    else:  # projections in this process too (the fetches only read; the set-up needs the catalogue)
-        settings = Settings(**common, event_store_url=db.url, inprocess_projections=True, redis_url=REDIS_URL,
-                            read_model_url=db.url.replace("postgresql://", "postgresql+psycopg://", 1),
-                            db_pool_size=pool_size)
-    container = build(settings)
-    container.start()
-    app = create_app(container)
+    tmp, log_file, backend, container, app = _profiled_app(db, pool_size, "pf-bench-profile-")
     target = Target("profile", None)  # type: ignore[arg-type]
     with TestClient(app) as tc:
         target.setup(corpus_prompts(200), 0, client=tc)
@@ -1586,29 +1593,9 @@ def profile_writes(key: str, requests: int, out: Path, db: BenchDatabase | None 
     from pyinstrument import Profiler
     from pyinstrument.stack_sampler import get_stack_sampler
 
-    from interfaces.bootstrap import build
-    from interfaces.http.app import create_app
-    from interfaces.observability.logs import configure_logging
-    from interfaces.settings import Settings
-
     started_all = time.perf_counter()
     load_start = os.getloadavg()
-    tmp = Path(tempfile.mkdtemp(prefix="pf-bench-profile-w-"))
-    log_file = (tmp / "access.log").open("a")
-    configure_logging("INFO", stream=log_file)
-    backend = "postgres" if db is not None else "sqlite"
-    common = dict(env="development", data_dir=tmp, vectors_enabled=False, rate_limit_per_minute=10**9,
-                  access_token_ttl_seconds=7200, console_enabled=False)
-    if db is None:
-        settings = Settings(**common, event_store_url=f"sqlite:///{tmp}/events.db",
-                            read_model_url=f"sqlite:///{tmp}/readmodels.db")
-    else:
-        settings = Settings(**common, event_store_url=db.url, inprocess_projections=True, redis_url=REDIS_URL,
-                            read_model_url=db.url.replace("postgresql://", "postgresql+psycopg://", 1),
-                            db_pool_size=pool_size)
-    container = build(settings)
-    container.start()
-    app = create_app(container)
+    tmp, log_file, backend, container, app = _profiled_app(db, pool_size, "pf-bench-profile-w-")
     target = Target("profile", None)  # type: ignore[arg-type]
     revise_pool = 16
     with TestClient(app) as tc:
