@@ -18,7 +18,10 @@ Guarantees (tests/integration/test_save_coalescing.py):
   before). Even after a commit whose outcome was unknown, a redo cannot write an event twice: the
   store refuses a second event at the same (aggregate, version);
 - a connection error (OperationalError, InterfaceError: the database gone) is raised to every caller
-  in the insert, as it would have been to each of them alone.
+  in the insert, as it would have been to each of them alone;
+- a writing thread interrupted mid-insert (a BaseException, e.g. a worker's time limit) never leaves
+  another caller believing its save was written: those not known written get an OperationalError
+  (outcome unknown), and the interrupted caller's own save leaves the queue.
 Saves with tracking records or other arguments go straight to the recorder (PromptForge has none)."""
 from __future__ import annotations
 
@@ -30,13 +33,14 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 
 
 class _Save:
-    __slots__ = ("events", "ids", "error", "done")
+    __slots__ = ("events", "ids", "error", "done", "written")
 
     def __init__(self, events: Sequence[Any]):
         self.events = events
         self.ids: Sequence[int] | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.written = False
 
 
 class SaveCoalescer:
@@ -58,6 +62,19 @@ class SaveCoalescer:
         mine = _Save(stored_events)
         with self._cond:
             self._queue.append(mine)
+        try:
+            self._until_done(mine)
+        except BaseException:  # interrupted while writing others' saves: ours must not go in later
+            with self._cond:
+                if mine in self._queue:
+                    self._queue.remove(mine)
+            raise
+        if mine.error is not None:
+            raise mine.error
+        return mine.ids
+
+    def _until_done(self, mine: _Save) -> None:
+        """Wait for our save to be written, writing the queue (oldest first) whenever nobody is."""
         while True:
             with self._cond:
                 while self._writing and not mine.done:
@@ -76,39 +93,47 @@ class SaveCoalescer:
                 with self._cond:
                     self._writing = False
                     self._cond.notify_all()
-        if mine.error is not None:
-            raise mine.error
-        return mine.ids
 
     def _write(self, batch: list[_Save]) -> None:
         try:
-            if len(batch) == 1:
-                self._one(batch[0])
-                return
-            try:
-                ids = self._insert([e for save in batch for e in save.events])
-            except (OperationalError, InterfaceError) as exc:  # the connection: what each alone would get
-                for save in batch:
-                    save.error = exc
-                return
-            except Exception:  # refused (a conflict, a value the database rejects): nothing was
-                for save in batch:  # committed; each on its own, so only the culprit fails
-                    self._one(save)
-                return
-            start = 0
-            for save in batch:
-                save.ids = list(ids[start:start + len(save.events)]) if ids is not None else None
-                start += len(save.events)
-            self.transactions += 1
-            self.saves += len(batch)
+            self._combined(batch)
+        except BaseException:  # the writing thread interrupted (not an error of the insert, which
+            for save in batch:  # is caught below): no other caller may take its save for written
+                if not save.written and save.error is None:
+                    save.error = OperationalError("the save was interrupted; its outcome is unknown")
+            raise
         finally:
             for save in batch:
                 save.done = True
 
+    def _combined(self, batch: list[_Save]) -> None:
+        if len(batch) == 1:
+            self._one(batch[0])
+            return
+        try:
+            ids = self._insert([e for save in batch for e in save.events])
+        except (OperationalError, InterfaceError) as exc:  # the connection: what each alone would get
+            for save in batch:
+                save.error = exc
+            return
+        except Exception:  # refused (a conflict, a value the database rejects): nothing was
+            for save in batch:  # committed; each on its own, so only the culprit fails
+                self._one(save)
+            return
+        start = 0
+        for save in batch:
+            save.ids = list(ids[start:start + len(save.events)]) if ids is not None else None
+            save.written = True
+            start += len(save.events)
+        self.transactions += 1
+        self.saves += len(batch)
+
     def _one(self, save: _Save) -> None:
         try:
             save.ids = self._insert(save.events)
-            self.transactions += 1
-            self.saves += 1
-        except BaseException as exc:
+        except Exception as exc:  # an interruption (BaseException) is for the writing thread: see _write
             save.error = exc
+            return
+        save.written = True
+        self.transactions += 1
+        self.saves += 1

@@ -123,3 +123,18 @@ def test_a_batch_is_bounded():
     out = _run(coalescer, {f"s{i}": [f"s{i}-a", f"s{i}-b"] for i in range(10)})
     assert all(isinstance(v, list) for v in out.values())
     assert max(recorder.calls) <= 5 and sum(recorder.calls) == 20
+
+
+class Interrupt(BaseException):
+    """Like dramatiq's time limit: raised in the writing thread, not an error of the insert."""
+
+
+def test_an_interrupted_writer_never_lets_another_save_pass_for_written():
+    recorder = Recorder(fail_with=Interrupt)
+    coalescer = SaveCoalescer(recorder.insert_events)
+    out = _run(coalescer, {f"s{i}": [f"s{i}-e"] for i in range(8)})
+    assert len(out) == 8
+    assert not any(isinstance(result, list) for result in out.values()), out  # nobody told "saved"
+    assert all(isinstance(result, (Interrupt, OperationalError)) for result in out.values()), out
+    assert any(isinstance(result, OperationalError) for result in out.values())  # others' saves in a batch
+    assert coalescer._queue == []
