@@ -27,6 +27,7 @@ from domain.errors import Conflict, NotFound
 from domain.ids import idempotent_id
 from domain.organisation import Organisation
 from domain.permissions import Permission
+from domain.quota import PromptQuota
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def request_fingerprint(payload: dict[str, Any]) -> str:
 class BaseApp(Application[UUID]):
     """eventsourcing Application plus post-commit listeners, the access policy and loaders."""
 
-    snapshotting_intervals = {Organisation: 100}
+    snapshotting_intervals = {Organisation: 100, PromptQuota: 100}
     #: Set by the composition root: told the outcome of every command (metrics).
     command_observer: CommandObserver | None = None
 
@@ -135,6 +136,24 @@ class BaseApp(Application[UUID]):
         """The organisation's command lock, as `@command(serialise="org_id")` takes it (same key):
         for a command that holds it for part of its work only (adr/0019, adr/0022)."""
         return self.command_locks.hold(f"org_id:{org_id}")
+
+    def quota_lock(self, org_id: UUID):
+        """The lock of the organisation's prompt counter (domain.quota, adr/0025): prompt creations
+        queue on it (in the process, and across processes on Postgres) instead of colliding on the
+        counter's stream. Taken after the organisation's lock by whoever holds both."""
+        return self.command_locks.hold(f"prompt_quota:{org_id}")
+
+    def _prompt_quota(self, org: Organisation) -> PromptQuota:
+        """The organisation's prompt counter to write to, opened (not yet saved) from the count its
+        own stream kept before adr/0025 when it has none: whoever saves it first wins, the other
+        save collides and its command retries."""
+        try:
+            quota = self.repository.get(PromptQuota.id_for(org.id))
+        except AggregateNotFoundError:
+            return PromptQuota.open(org.id, org.plan, org.prompt_count)
+        if not isinstance(quota, PromptQuota):  # pragma: no cover - ids are derived, never chosen
+            raise TypeError(f"{quota!r} is not a PromptQuota")
+        return quota
 
     # -- helpers ----------------------------------------------------------------------------
     def head_position(self) -> int:

@@ -1,7 +1,10 @@
 """Organisation commands: create, rename / change plan, members and roles."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
 
 from application.base import BaseApp, request_fingerprint
 from application.commands import command
@@ -11,6 +14,7 @@ from domain.errors import Forbidden, NotFound
 from domain.ids import idempotent_id
 from domain.organisation import Organisation
 from domain.permissions import Permission
+from domain.quota import PromptQuota
 from domain.user import User
 
 
@@ -29,7 +33,7 @@ class OrganisationCommands(BaseApp):
         if replay:
             return replay
         org = Organisation.create(org_id, name, principal.user_id, request_hash=fingerprint)
-        return CommandResult(org.id, self._save(org))
+        return CommandResult(org.id, self._save(org, PromptQuota.open(org.id, org.plan)))
 
     @command(serialise="org_id")
     def update_organisation(
@@ -39,16 +43,29 @@ class OrganisationCommands(BaseApp):
         """Rename, change plan and/or the protected labels (with their review policies) in one
         atomic save (all need org:manage)."""
         org = self.grant(principal, org_id, Permission.ORG_MANAGE).org
-        if plan is not None:
-            org.change_plan(plan)
-        if name is not None:
-            org.rename(name)
-        if protected_labels is not None or review_policies is not None:
-            org.protect_labels(org.protected_labels if protected_labels is None else protected_labels, review_policies)
-        return CommandResult(org_id, self._save(org))
+        # A plan change is saved with the prompt quota's (adr/0025): a creation that races it
+        # collides in the event store instead of passing a limit the new plan no longer allows.
+        with self.quota_lock(org_id) if plan is not None else nullcontext():
+            quota = self._prompt_quota(org) if plan is not None else None
+            if quota is not None:
+                org.change_plan(plan, prompts=quota.count)
+                quota.set_plan(org.plan)
+            if name is not None:
+                org.rename(name)
+            if protected_labels is not None or review_policies is not None:
+                org.protect_labels(org.protected_labels if protected_labels is None else protected_labels,
+                                   review_policies)
+            return CommandResult(org_id, self._save(org, *([quota] if quota is not None else [])))
 
     def get_organisation(self, principal: Principal, org_id: UUID) -> Organisation:
         return self.grant(principal, org_id, Permission.PROMPTS_READ).org
+
+    def prompts_used(self, org: Organisation) -> int:
+        """The organisation's prompt count, as its plan's limit counts it (strongly consistent)."""
+        try:
+            return self.repository.get(PromptQuota.id_for(org.id)).count
+        except AggregateNotFoundError:  # not opened yet: the count its own stream kept (adr/0025)
+            return org.prompt_count
 
     @command(serialise="org_id")
     def add_member(

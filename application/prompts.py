@@ -49,10 +49,11 @@ class PromptCommands(BaseApp):
         message: str = "", request_id: str, idempotency_key: str | None = None, type: str = "text",
         messages: list | None = None, template_format: str | None = None,
     ) -> CommandResult:
-        """Serialised on the organisation (adr/0019: the prompt counter lives there), but its lock is
-        held only for what reads or writes the organisation (adr/0022): the new prompt is built, and
-        its name and Idempotency-Key looked up, before; what they refuse is raised after the grant,
-        in the order it always was (grant, key reuse or replay, content, name, includes, limit)."""
+        """Counted on the organisation's prompt quota (domain.quota, adr/0025), in the same save as
+        the prompt: the quota's lock is held only for that count and the save. The prompt is built,
+        its name and Idempotency-Key looked up, and the caller authorised before; what they refuse
+        is raised in the order it always was (grant, key reuse or replay, content, name, includes,
+        limit). The Organisation itself is not written."""
         payload = {"org": str(org_id), "name": name, "template": template, "variables": variables,
                    "model_config": model_config, "tags": tags, "message": message,
                    **_given(type=None if type == "text" else type, messages=messages, template_format=template_format)}
@@ -67,19 +68,20 @@ class PromptCommands(BaseApp):
                 taken = self._exists(prompt_name_index_id(org_id, prompt.name))
         except DomainError as exc:
             refused = exc
-        with self.org_lock(org_id):
-            org = self.grant(principal, org_id, Permission.PROMPTS_WRITE).org
-            if refused is not None:
-                raise refused
-            if replay is not None:
-                return replay
-            if taken:  # a concurrent claim after the look-up fails the save instead, and the retry says so
-                raise Conflict(f"a prompt named {prompt.name!r} already exists", code="PROMPT_NAME_TAKEN",
-                               details={"name": prompt.name})
-            self._check_composition(org_id, prompt, prompt.versions[-1])
-            org.reserve_prompt(prompt_id)
-            index = PromptNameIndex(org_id=org_id, name=prompt.name, prompt_id=prompt_id)
-            return CommandResult(prompt_id, self._save(prompt, index, org), version=1)
+        org = self.grant(principal, org_id, Permission.PROMPTS_WRITE).org
+        if refused is not None:
+            raise refused
+        if replay is not None:
+            return replay
+        if taken:  # a concurrent claim after the look-up fails the save instead, and the retry says so
+            raise Conflict(f"a prompt named {prompt.name!r} already exists", code="PROMPT_NAME_TAKEN",
+                           details={"name": prompt.name})
+        self._check_composition(org_id, prompt, prompt.versions[-1])
+        index = PromptNameIndex(org_id=org_id, name=prompt.name, prompt_id=prompt_id)
+        with self.quota_lock(org_id):
+            quota = self._prompt_quota(org)
+            quota.count_prompt(prompt_id)
+            return CommandResult(prompt_id, self._save(prompt, index, quota), version=1)
 
     @command
     def revise_prompt(

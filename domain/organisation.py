@@ -1,4 +1,5 @@
-"""Organisations: the tenant. Members, roles, plan and the plan's usage counters."""
+"""Organisations: the tenant. Members, roles, plan, and the plan's key counter (prompts are counted
+on their own stream: domain.quota, adr/0025)."""
 from __future__ import annotations
 
 from uuid import UUID
@@ -110,6 +111,8 @@ class Organisation(AuditedAggregate):
             org.review_policies = {k: dict(v) for k, v in self.review_policies.items()}
 
     class PromptAdded(AuditedAggregate.Event):
+        """A prompt counted here: logs written before adr/0025 only (creations now count on the
+        organisation's PromptQuota, opened from `prompt_count`)."""
         prompt_id: UUID
 
         def apply(self, org: "Organisation") -> None:
@@ -191,14 +194,15 @@ class Organisation(AuditedAggregate):
         if name != self.name:
             self.trigger_event(self.Renamed, name=name)
 
-    def change_plan(self, plan: str) -> None:
+    def change_plan(self, plan: str, prompts: int) -> None:
+        """`prompts`: the organisation's prompt count (its PromptQuota's, saved with this change)."""
         new = parse_plan(plan)
         limits = PLAN_LIMITS[new]
-        if len(self.members) > limits.members or self.prompt_count > limits.prompts or self.active_api_keys > limits.api_keys:
+        if len(self.members) > limits.members or prompts > limits.prompts or self.active_api_keys > limits.api_keys:
             raise LimitExceeded(
                 "current usage exceeds the target plan's limits",
                 code="PLAN_DOWNGRADE_BLOCKED",
-                details={"members": len(self.members), "prompts": self.prompt_count, "api_keys": self.active_api_keys},
+                details={"members": len(self.members), "prompts": prompts, "api_keys": self.active_api_keys},
             )
         if new.value != self.plan:
             self.trigger_event(self.PlanChanged, plan=new.value)
@@ -240,11 +244,6 @@ class Organisation(AuditedAggregate):
         if current == Role.OWNER and len(self.owners()) == 1:
             raise Conflict("the last owner cannot be removed", code="LAST_OWNER")
         self.trigger_event(self.MemberRemoved, user_id=user_id, role=current.value)
-
-    def reserve_prompt(self, prompt_id: UUID) -> None:
-        if self.prompt_count >= self.limits.prompts:
-            raise LimitExceeded("prompt limit of the plan reached", details={"resource": "prompts", "limit": self.limits.prompts})
-        self.trigger_event(self.PromptAdded, prompt_id=prompt_id)
 
     def reserve_api_key(self, key_id: UUID) -> None:
         if self.active_api_keys >= self.limits.api_keys:

@@ -2,7 +2,7 @@
 
 Only whitelisted, non-secret attributes reach `details`; password hashes, key hashes,
 request fingerprints and templates never do. Index aggregates (unique email / prompt name)
-are storage mechanics, not actions, and are not audited."""
+and the plan's prompt counter are storage mechanics, not actions, and are not audited."""
 from __future__ import annotations
 
 import re
@@ -14,6 +14,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, Table
 
 from domain.errors import Invalid
 from domain.prompt import PromptNameIndex
+from domain.quota import PromptQuota
 from domain.user import EmailIndex
 from projections.base import _PLAIN, AppendOnlyProjection, json_safe
 from projections.db import metadata
@@ -86,6 +87,12 @@ class AuditLog(AppendOnlyProjection):
 
     @row.register
     def _(self, event: PromptNameIndex.Event, env: Envelope) -> dict[str, Any] | None:
+        return None
+
+    @row.register
+    def _(self, event: PromptQuota.Event, env: Envelope) -> dict[str, Any] | None:
+        """The plan's counter (adr/0025): its creation is audited as `prompt.created`, its plan
+        change as `organisation.plan_changed`."""
         return None
 
     def query(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, select
 
 from domain.organisation import Organisation
+from domain.quota import PromptQuota
 from domain.user import User
 from projections.base import Projection
 from projections.batch import Unit
@@ -50,7 +51,7 @@ class Memberships(Projection):
         orgs, members = unit[organisations], unit[memberships]
         for env in batch:
             e = env.event
-            if isinstance(e, Organisation.Event):
+            if isinstance(e, (Organisation.Event, PromptQuota.PromptCounted)):
                 orgs.need((env.org_id,))
                 user_id = getattr(e, "user_id", None)
                 if user_id is not None:
@@ -91,7 +92,11 @@ class Memberships(Projection):
         self._org(unit, env, plan=event.plan)
 
     @when.register
-    def _(self, event: Organisation.PromptAdded, env: Envelope, unit: Unit) -> None:
+    def _(self, event: Organisation.PromptAdded, env: Envelope, unit: Unit) -> None:  # logs before adr/0025
+        self._count(unit, env, "prompt_count", 1)
+
+    @when.register
+    def _(self, event: PromptQuota.PromptCounted, env: Envelope, unit: Unit) -> None:
         self._count(unit, env, "prompt_count", 1)
 
     @when.register

@@ -197,7 +197,8 @@ def test_create_prompt_refuses_in_the_order_it_always_did(world):
 
 def test_commit_listeners_are_told_after_the_command_and_its_lock(world):
     """A listener (a projection wake-up, a Redis nudge) runs after the commit and after the
-    command released the organisation's lock: another thread can take the lock from inside it."""
+    command released its locks (the organisation's, the prompt quota's): another thread can take
+    them from inside it."""
     import threading
 
     app, org, p = world["app"], world["org"], world["p"]
@@ -207,7 +208,7 @@ def test_commit_listeners_are_told_after_the_command_and_its_lock(world):
         got = threading.Event()
 
         def take() -> None:
-            with app.org_lock(org):
+            with app.org_lock(org), app.quota_lock(org):
                 got.set()
 
         t = threading.Thread(target=take)

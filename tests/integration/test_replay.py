@@ -47,5 +47,5 @@ def test_versions_and_audit_match_the_log(container):
     with container.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(prompt_versions)).scalar() == len(created_or_revised)
         audited = conn.execute(select(func.count()).select_from(audit_log)).scalar()
-    indexes = [e for e in events if type(e.event).__qualname__.split(".")[0] in ("EmailIndex", "PromptNameIndex")]
+    indexes = [e for e in events if type(e.event).__qualname__.split(".")[0] in ("EmailIndex", "PromptNameIndex", "PromptQuota")]
     assert audited == len(events) - len(indexes)

@@ -19,6 +19,7 @@ from domain.base import Metadata, acting, current_metadata
 from domain.organisation import Organisation
 from domain.permissions import Role
 from domain.prompt import Prompt, PromptNameIndex
+from domain.quota import PromptQuota
 from domain.session import Session
 from domain.user import EmailIndex, User
 from tests.unit.domain_helpers import ACTOR, REQUEST, attrs, by, given, history, replay, then
@@ -52,6 +53,11 @@ def user_events() -> list:
         return history(User.register(USER_ID, "alice@example.com", "h1", "Alice"))
 
 
+def quota_events() -> list:
+    with by(f"user:{USER_ID}", "req-create"):
+        return history(PromptQuota.open(ORG_ID, "FREE"))
+
+
 def session_events() -> list:
     with by(f"user:{USER_ID}", "req-login"):
         return history(Session.open(SESSION_ID, USER_ID, 0, "curl/8"))
@@ -67,9 +73,10 @@ def test_outside_acting_there_is_no_metadata():
 #: (name, events of the aggregate, command on it) for one command of every audited aggregate.
 COMMANDS: list[tuple[str, Callable[[], list], Callable[[object], object]]] = [
     ("org.rename", org_events, lambda org: org.rename("Beta")),
-    ("org.change_plan", org_events, lambda org: org.change_plan("PRO")),
+    ("org.change_plan", org_events, lambda org: org.change_plan("PRO", prompts=0)),
     ("org.add_member", org_events, lambda org: org.add_member(DEV, "developer", Role.OWNER)),
-    ("org.reserve_prompt", org_events, lambda org: org.reserve_prompt(PROMPT_ID)),
+    ("quota.count_prompt", quota_events, lambda quota: quota.count_prompt(PROMPT_ID)),
+    ("quota.set_plan", quota_events, lambda quota: quota.set_plan("PRO")),
     ("org.reserve_api_key", org_events, lambda org: org.reserve_api_key(KEY_ID)),
     ("prompt.revise", prompt_events, lambda prompt: prompt.revise(1, template="Bye {{name}}")),
     ("prompt.move_label", prompt_events, lambda prompt: prompt.move_label("production", 1, None)),
@@ -101,7 +108,8 @@ def test_a_command_outside_acting_is_a_programming_error_and_emits_nothing(event
     lambda: ApiKey.issue(KEY_ID, ORG_ID, "CI", "pfk_0", "hash", [], issued_by=ACTOR),
     lambda: User.register(USER_ID, "alice@example.com", "h1", "Alice"),
     lambda: Session.open(SESSION_ID, USER_ID, 0, "curl/8"),
-], ids=["Organisation.create", "Prompt.create", "ApiKey.issue", "User.register", "Session.open"])
+    lambda: PromptQuota.open(ORG_ID, "FREE"),
+], ids=["Organisation.create", "Prompt.create", "ApiKey.issue", "User.register", "Session.open", "PromptQuota.open"])
 def test_creating_an_aggregate_outside_acting_is_a_programming_error(create):
     with pytest.raises(ProgrammingError):
         create()
@@ -149,10 +157,10 @@ def test_every_event_of_one_command_block_is_stamped_with_its_metadata():
 
     with by("api_key:k1", "req-7"):
         org.add_member(DEV, "developer", Role.ADMIN)
-        org.reserve_prompt(PROMPT_ID)
+        org.reserve_api_key(KEY_ID)
 
     assert [(name, event["actor"], event["request_id"]) for name, event in then(org)] == [
-        ("MemberAdded", "api_key:k1", "req-7"), ("PromptAdded", "api_key:k1", "req-7")]
+        ("MemberAdded", "api_key:k1", "req-7"), ("ApiKeyAdded", "api_key:k1", "req-7")]
 
 
 def test_nested_acting_stamps_the_innermost_and_restores_the_outer():

@@ -352,7 +352,7 @@ def test_change_plan_free_to_pro_emits_plan_changed():
     org = given(created())
 
     with by(ACTOR, REQUEST):
-        org.change_plan("PRO")
+        org.change_plan("PRO", prompts=0)
 
     assert then(org) == [("PlanChanged", {"plan": "PRO", "actor": ACTOR, "request_id": REQUEST})]
     assert org.limits == PLAN_LIMITS[Plan.PRO]
@@ -362,7 +362,7 @@ def test_change_plan_to_the_current_plan_emits_nothing():
     org = given(created())
 
     with by(ACTOR, REQUEST):
-        org.change_plan("FREE")
+        org.change_plan("FREE", prompts=0)
 
     assert then(org) == []
 
@@ -370,14 +370,14 @@ def test_change_plan_to_the_current_plan_emits_nothing():
 def test_change_plan_to_unknown_plan_is_refused():
     org = given(created())
 
-    refused(org, lambda: org.change_plan("ENTERPRISE"), kind=Invalid, code="UNKNOWN_PLAN")
+    refused(org, lambda: org.change_plan("ENTERPRISE", prompts=0), kind=Invalid, code="UNKNOWN_PLAN")
 
 
 def test_downgrade_within_the_smaller_limits_is_allowed():
     org = given(with_members(*[(uuid4(), "viewer") for _ in range(PLAN_LIMITS[Plan.FREE].members - 1)], plan="PRO"))
 
     with by(ACTOR, REQUEST):
-        org.change_plan("FREE")
+        org.change_plan("FREE", prompts=0)
 
     assert then(org) == [("PlanChanged", {"plan": "FREE", "actor": ACTOR, "request_id": REQUEST})]
 
@@ -386,7 +386,7 @@ def test_downgrade_blocked_by_member_usage():
     members = PLAN_LIMITS[Plan.FREE].members + 1
     org = given(with_members(*[(uuid4(), "viewer") for _ in range(members - 1)], plan="PRO"))
 
-    refused(org, lambda: org.change_plan("FREE"), kind=LimitExceeded, code="PLAN_DOWNGRADE_BLOCKED",
+    refused(org, lambda: org.change_plan("FREE", prompts=0), kind=LimitExceeded, code="PLAN_DOWNGRADE_BLOCKED",
             details={"members": members, "prompts": 0, "api_keys": 0})
     assert org.plan == "PRO"
 
@@ -399,47 +399,40 @@ def test_downgrade_blocked_by_api_key_usage():
             org.reserve_api_key(uuid4())
     org = given(created("PRO"), history(org))
 
-    refused(org, lambda: org.change_plan("FREE"), kind=LimitExceeded, code="PLAN_DOWNGRADE_BLOCKED",
+    refused(org, lambda: org.change_plan("FREE", prompts=0), kind=LimitExceeded, code="PLAN_DOWNGRADE_BLOCKED",
             details={"members": 1, "prompts": 0, "api_keys": keys})
 
 
 def test_downgrade_blocked_by_prompt_usage():
+    """The prompt count comes from the organisation's PromptQuota (adr/0025)."""
     prompts = PLAN_LIMITS[Plan.FREE].prompts + 1
     org = given(created("PRO"))
-    with by(ACTOR, REQUEST):
-        for _ in range(prompts):
-            org.reserve_prompt(uuid4())
-    org = given(created("PRO"), history(org))
 
-    refused(org, lambda: org.change_plan("FREE"), kind=LimitExceeded, code="PLAN_DOWNGRADE_BLOCKED",
+    refused(org, lambda: org.change_plan("FREE", prompts=prompts), kind=LimitExceeded, code="PLAN_DOWNGRADE_BLOCKED",
             details={"members": 1, "prompts": prompts, "api_keys": 0})
+
+
+def test_downgrade_to_exactly_the_prompt_limit_is_allowed():
+    org = given(created("PRO"))
+
+    with by(ACTOR, REQUEST):
+        org.change_plan("FREE", prompts=PLAN_LIMITS[Plan.FREE].prompts)
+
+    assert then(org) == [("PlanChanged", {"plan": "FREE", "actor": ACTOR, "request_id": REQUEST})]
 
 
 # -- usage counters ------------------------------------------------------------------------------
 
 
-def test_reserve_prompt_emits_prompt_added_and_counts():
-    org = given(created())
-    prompt_id = uuid4()
-
-    with by(ACTOR, REQUEST):
-        org.reserve_prompt(prompt_id)
-
-    assert then(org) == [("PromptAdded", {"prompt_id": prompt_id, "actor": ACTOR, "request_id": REQUEST})]
-    assert org.prompt_count == 1
-
-
-def test_reserve_prompt_beyond_the_plan_limit_is_refused():
-    limit = PLAN_LIMITS[Plan.FREE].prompts
+def test_prompts_counted_on_the_organisation_before_adr_0025_still_load():
+    """Logs written before the prompt quota moved to its own stream hold PromptAdded events: they
+    still count, and the quota is opened from that count (application tests)."""
     org = given(created())
     with by(ACTOR, REQUEST):
-        for _ in range(limit):
-            org.reserve_prompt(uuid4())
-    org = given(created(), history(org))
-    assert org.prompt_count == limit
+        org.trigger_event(Organisation.PromptAdded, prompt_id=uuid4())
+        org.trigger_event(Organisation.PromptAdded, prompt_id=uuid4())
 
-    refused(org, lambda: org.reserve_prompt(uuid4()), kind=LimitExceeded, code="PLAN_LIMIT_EXCEEDED",
-            details={"resource": "prompts", "limit": limit})
+    assert replay(created() + history(org)).prompt_count == 2
 
 
 def test_reserve_api_key_emits_api_key_added_and_counts():
@@ -522,11 +515,11 @@ def test_organisation_replay_equals_live_state(seed):
                 elif action == "remove":
                     live.remove_member(who, by_role)
                 elif action == "plan":
-                    live.change_plan(rng.choice(["FREE", "PRO"]))
+                    live.change_plan(rng.choice(["FREE", "PRO"]), prompts=live.prompt_count)
                 elif action == "rename":
                     live.rename(rng.choice(["Acme", "Acme 2", "Beta"]))
-                elif action == "prompt":
-                    live.reserve_prompt(uuid4())
+                elif action == "prompt":  # a log written before adr/0025 counted prompts here
+                    live.trigger_event(Organisation.PromptAdded, prompt_id=uuid4())
                 else:
                     live.reserve_api_key(uuid4())
         except DomainError:

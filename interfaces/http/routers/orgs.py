@@ -17,9 +17,10 @@ from interfaces.http.schemas.orgs import (
 router = APIRouter(prefix="/v1/orgs", tags=["organisations"], responses=ERRORS)
 
 
-def org_view(grant: Grant) -> OrgOut:
+def org_view(grant: Grant, prompts_used: int) -> OrgOut:
     """The organisation as the caller sees it: their role and what they may do (the access policy's
-    answer: for an API key, its permissions as narrowed by its issuer's current role)."""
+    answer: for an API key, its permissions as narrowed by its issuer's current role), and the
+    plan's usage (`prompts_used`: its prompt quota's count)."""
     org = grant.org
     role = grant.role.value if grant.role else None
     permissions = sorted(grant.permission_names)
@@ -27,7 +28,7 @@ def org_view(grant: Grant) -> OrgOut:
     return OrgOut(
         id=str(org.id), name=org.name, plan=org.plan, role=role, permissions=permissions,
         limits=PlanLimitsOut(members=limits.members, prompts=limits.prompts, api_keys=limits.api_keys),
-        usage=PlanLimitsOut(members=len(org.members), prompts=org.prompt_count, api_keys=org.active_api_keys),
+        usage=PlanLimitsOut(members=len(org.members), prompts=prompts_used, api_keys=org.active_api_keys),
         protected_labels=list(org.protected_labels),
         review_policies={label: org.review_policy(label) for label in org.protected_labels},
     )
@@ -59,7 +60,8 @@ def list_orgs(caller: CallerDep, _: fresh("memberships"), container: ContainerDe
 def get_org(org_id: str, caller: CallerDep, container: ContainerDep) -> OrgOut:
     """Answered from the Organisation aggregate (strongly consistent)."""
     org = parse_id(org_id, "ORG_NOT_FOUND", "organisation")
-    return org_view(container.app.grant(caller.principal, org, Permission.PROMPTS_READ))
+    grant = container.app.grant(caller.principal, org, Permission.PROMPTS_READ)
+    return org_view(grant, container.app.prompts_used(grant.org))
 
 
 @router.patch("/{org_id}", response_model=OrgUpdated, summary="Rename, change plan or protected labels (org:manage)")
