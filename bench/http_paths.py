@@ -383,8 +383,8 @@ class BackendMeter:
 
 class LockSampler:
     """Polls pg_locks during a run (a thread with a connection of its own, every `interval` s): how
-    often the events table's lock (`LOCK TABLE ... IN EXCLUSIVE MODE`, taken by every save) and an
-    organisation's command lock (the session advisory lock of adr/0019) were held, and how many
+    often the events table's lock (`LOCK TABLE ... IN EXCLUSIVE MODE`, taken by every save) and the
+    lock creations queue on (the session advisory lock of the org's prompt quota, adr/0025) were held, and how many
     backends waited for each. If a lock is held nearly all the time with waiters queued, that lock is
     the wall; if it is free much of the time, something else (CPU) is."""
 
@@ -433,11 +433,12 @@ class LockSampler:
 
 
 def command_lock_key(org_id: str) -> int:
-    """The advisory-lock key of an organisation's command lock (projections.writer_lock._key of
-    `command:org_id:<id>`, as interfaces.bootstrap names it)."""
+    """The advisory-lock key of the lock an organisation's prompt creations queue on: its prompt
+    quota's (adr/0025; projections.writer_lock._key of `command:prompt_quota:<id>`, as
+    interfaces.bootstrap and BaseApp.quota_lock name it)."""
     import hashlib
 
-    digest = hashlib.sha256(f"promptforge:command:org_id:{org_id}".encode()).digest()
+    digest = hashlib.sha256(f"promptforge:command:prompt_quota:{org_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -835,12 +836,13 @@ def render(args, facts, loader, ceiling, targets, samples, load_start, load_end,
            "(for scale only).", ""] if save_rows else []),
         *(["## Postgres locks during the writes (pg_locks sampled every 20 ms; median (p10–p90) over rounds)", "",
            markdown_table(["workload", "conns", "target", "ok ops/s median", "events table lock held",
-                           "backends waiting for it (mean)", "org command lock held", "backends waiting for it (mean)",
+                           "backends waiting for it (mean)", "quota lock held", "backends waiting for it (mean)",
                            "samples"], lock_rows), "",
            "Events table lock: a granted `ExclusiveLock` on the events table (`LOCK TABLE ... IN EXCLUSIVE MODE`, "
            "held from the start of a save's insert to its commit; `promptforge_events`, or `ceilingsaves_events` for "
-           "the save ceiling). Org command lock: the session advisory lock on the create organisation "
-           "(adr/0019), held by one API process at a time for the whole command; the other process's waiting "
+           "the save ceiling). Quota lock: the session advisory lock on the create organisation's prompt quota "
+           "(adr/0025; the organisation's command lock before, adr/0019), held by one API process at a time while "
+           "a creation counts and saves; the other process's waiting "
            "thread shows as a waiter (threads of the same process queue on its in-process lock first, unseen "
            "here). A lock held well under 100% of the time is not what limits throughput.", ""]
           if lock_rows else []),

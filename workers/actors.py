@@ -23,10 +23,12 @@ def register(broker: dramatiq.Broker, get_container: Callable[[], object]) -> di
         each batch is claimed by compare-and-set, so a batch is applied exactly once. A failing
         projection is isolated and recorded by the supervisor; the others go on."""
         container = get_container()
-        # A nudge per commit: one whose position an earlier catch-up (any worker's) already folded has
-        # nothing to fold (one read of the tracking rows instead of a pass over every projection).
-        if position is None or not container.supervisor.passed(position):
-            container.supervisor.catch_up()
+        # A nudge per commit: one whose position an earlier catch-up (any worker's, or the tick's)
+        # already folded has nothing to fold (one read of the tracking rows instead of a pass over
+        # every projection) and nothing to dispatch: whoever folded it dispatches after folding.
+        if position is not None and container.supervisor.passed(position):
+            return
+        container.supervisor.catch_up()
         # With the sweep: a re-enabled webhook's pending deliveries go out now, not at the next sweep.
         dispatch_webhooks(container, deliver_actor, sweep=True)
 

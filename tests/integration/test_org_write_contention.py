@@ -163,6 +163,17 @@ def test_an_organisation_that_counted_prompts_on_its_own_stream_keeps_its_count(
     assert exc.value.code == "PLAN_LIMIT_EXCEEDED"
     quota = app.repository.get(PromptQuota.id_for(org))
     assert (quota.count, quota.version) == (limit, 2)  # opened from the old count, then one more
+    container.supervisor.catch_up()  # the read model counts the old events and the new one alike
+    assert container.memberships.organisation(str(org))["prompt_count"] == limit
+
+
+def test_the_read_model_counts_the_quota(container):
+    app = container.app
+    owner, org = _owner_and_org(app)
+    _create_many(app, owner, org, per_thread=1, tag="rm")
+    container.supervisor.catch_up()
+    row = container.memberships.organisation(str(org))
+    assert (row["prompt_count"], row["plan"]) == (THREADS, "PRO")
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
