@@ -50,10 +50,11 @@ class PromptCommands(BaseApp):
         messages: list | None = None, template_format: str | None = None,
     ) -> CommandResult:
         """Counted on the organisation's prompt quota (domain.quota, adr/0025), in the same save as
-        the prompt: the quota's lock is held only for that count and the save. The prompt is built,
-        its name and Idempotency-Key looked up, and the caller authorised before; what they refuse
-        is raised in the order it always was (grant, key reuse or replay, content, name, includes,
-        limit). The Organisation itself is not written."""
+        the prompt; concurrent creations in the organisation are counted and saved together under
+        the quota's lock (application.quota_batches). The prompt is built, its name and
+        Idempotency-Key looked up, and the caller authorised before; what they refuse is raised in
+        the order it always was (grant, key reuse or replay, content, name, includes, limit). The
+        Organisation itself is not written."""
         payload = {"org": str(org_id), "name": name, "template": template, "variables": variables,
                    "model_config": model_config, "tags": tags, "message": message,
                    **_given(type=None if type == "text" else type, messages=messages, template_format=template_format)}
@@ -78,10 +79,8 @@ class PromptCommands(BaseApp):
                            details={"name": prompt.name})
         self._check_composition(org_id, prompt, prompt.versions[-1])
         index = PromptNameIndex(org_id=org_id, name=prompt.name, prompt_id=prompt_id)
-        with self.quota_lock(org_id):
-            quota = self._prompt_quota(org)
-            quota.count_prompt(prompt_id)
-            return CommandResult(prompt_id, self._save(prompt, index, quota), version=1)
+        position = self.quota_batches.count_and_save(org, prompt_id, prompt, index)
+        return CommandResult(prompt_id, position, version=1)
 
     @command
     def revise_prompt(

@@ -237,14 +237,15 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
 
 def _wire_runners(container: Container) -> None:
     settings, supervisor = container.settings, container.supervisor
-    poll = settings.projection_poll_seconds
+    poll, linger = settings.projection_poll_seconds, settings.projection_linger_ms / 1000
     if settings.run_projections_inprocess:
-        runner = ProjectionRunner(lambda: supervisor.catch_up(list(supervisor.sql)), poll)
+        runner = ProjectionRunner(lambda: supervisor.catch_up(list(supervisor.sql)), poll, linger=linger)
         container.runners.append(runner)
     # The embedded vector engine is single-process: the process that opened it projects into it.
     # Its own thread, so a model load or an embedding batch never holds up the SQL read models.
     if container.vector_projection is not None and (settings.run_projections_inprocess or not settings.qdrant_url):
-        container.runners.append(ProjectionRunner(lambda: supervisor.catch_up([VECTORS]), poll, name="vector-runner"))
+        container.runners.append(ProjectionRunner(lambda: supervisor.catch_up([VECTORS]), poll, name="vector-runner",
+                                                  linger=linger))
     for runner in container.runners:
         container.app.add_commit_listener(runner.wake)
         supervisor.wakers.append(runner.wake)
