@@ -237,15 +237,14 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
 
 def _wire_runners(container: Container) -> None:
     settings, supervisor = container.settings, container.supervisor
-    poll, linger = settings.projection_poll_seconds, settings.projection_linger_ms / 1000
+    poll = settings.projection_poll_seconds
     if settings.run_projections_inprocess:
-        runner = ProjectionRunner(lambda: supervisor.catch_up(list(supervisor.sql)), poll, linger=linger)
+        runner = ProjectionRunner(lambda: supervisor.catch_up(list(supervisor.sql)), poll)
         container.runners.append(runner)
     # The embedded vector engine is single-process: the process that opened it projects into it.
     # Its own thread, so a model load or an embedding batch never holds up the SQL read models.
     if container.vector_projection is not None and (settings.run_projections_inprocess or not settings.qdrant_url):
-        container.runners.append(ProjectionRunner(lambda: supervisor.catch_up([VECTORS]), poll, name="vector-runner",
-                                                  linger=linger))
+        container.runners.append(ProjectionRunner(lambda: supervisor.catch_up([VECTORS]), poll, name="vector-runner"))
     for runner in container.runners:
         container.app.add_commit_listener(runner.wake)
         supervisor.wakers.append(runner.wake)

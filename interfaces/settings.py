@@ -36,9 +36,6 @@ class Settings(BaseSettings):
     #: Run projections in a thread of the API process (embedded default). Off when workers run them.
     inprocess_projections: bool | None = None
     projection_poll_seconds: float = Field(1.0, gt=0)
-    #: Under a stream of commits, at least this long between one projection catch-up and the next
-    #: in a process, so the commits of the interval fold together (workers.pacing, adr/0026).
-    projection_linger_ms: int = Field(20, ge=0, le=1000)
     projection_batch_size: int = Field(500, ge=1, le=10_000)
     query_wait_seconds: float = Field(2.0, ge=0, le=30)
     db_pool_size: int = Field(20, ge=1, le=200)

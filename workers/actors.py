@@ -13,16 +13,11 @@ import dramatiq
 from dramatiq.middleware import Middleware
 
 from workers.broker import CATCH_UP_ACTOR, DELIVER_ACTOR, QUEUE, WEBHOOK_QUEUE
-from workers.pacing import CatchUpPacer
 
 log = logging.getLogger(__name__)
 
 
-def register(broker: dramatiq.Broker, get_container: Callable[[], object],
-             linger: float = 0.0) -> dict[str, dramatiq.Actor]:
-    """`linger`: the pacing of this process's catch-ups under a stream of nudges (workers.pacing)."""
-    pacer = CatchUpPacer(linger)
-
+def register(broker: dramatiq.Broker, get_container: Callable[[], object]) -> dict[str, dramatiq.Actor]:
     def catch_up(position: int | None = None) -> None:
         """Fold every pending event into every projection. Safe to run on many workers at once:
         each batch is claimed by compare-and-set, so a batch is applied exactly once. A failing
@@ -33,12 +28,9 @@ def register(broker: dramatiq.Broker, get_container: Callable[[], object],
         # every projection) and nothing to dispatch: whoever folded it dispatches after folding.
         if position is not None and container.supervisor.passed(position):
             return
-        with pacer.turn():  # one at a time in this process; the nudges of the linger fold together
-            if position is not None and container.supervisor.passed(position):
-                return
-            container.supervisor.catch_up()
-            # With the sweep: a re-enabled webhook's pending deliveries go out now, not at the next sweep.
-            dispatch_webhooks(container, deliver_actor, sweep=True)
+        container.supervisor.catch_up()
+        # With the sweep: a re-enabled webhook's pending deliveries go out now, not at the next sweep.
+        dispatch_webhooks(container, deliver_actor, sweep=True)
 
     def deliver(webhook_id: str, delivery_id: str | None = None) -> None:
         """Send the webhook's due deliveries in order (one message per delivery created; the
