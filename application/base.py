@@ -117,6 +117,16 @@ class BaseApp(Application[UUID]):
         grant = self.policy.grant(principal, org_id)
         return grant.require(permission) if permission is not None else grant
 
+    def authorise(self, principal: Principal, org_id: UUID, permission: Permission | None = None) -> Grant:
+        """`grant`, for commands and reads that never write the Organisation (the prompt commands):
+        with the access cache wired (adr/0020), after a fresh read of the log head, from the cached
+        aggregates: as current as loading them from the repository, without the loads (a read of
+        the new events, a replay and a deep copy of the organisation and, for a key, of the key).
+        `grant.org` is shared and read-only; commands that change the Organisation use `grant`."""
+        if self.log_head is None:
+            return self.grant(principal, org_id, permission)
+        return self.request_access().grant(principal, org_id, permission)
+
     def use_access_cache(self, head: LogHead, cache: AccessCache) -> None:
         """Serve `request_access()` from `cache`, kept current by `head` (adr/0020)."""
         head.subscribe(cache.evict)

@@ -69,7 +69,7 @@ class PromptCommands(BaseApp):
                 taken = self._exists(prompt_name_index_id(org_id, prompt.name))
         except DomainError as exc:
             refused = exc
-        org = self.grant(principal, org_id, Permission.PROMPTS_WRITE).org
+        org = self.authorise(principal, org_id, Permission.PROMPTS_WRITE).org
         if refused is not None:
             raise refused
         if replay is not None:
@@ -93,7 +93,7 @@ class PromptCommands(BaseApp):
                                            "model_config": model_config, "tags": tags, "message": message,
                                            **_given(messages=messages, template_format=template_format)})
         token = idempotent_id(principal.actor, f"prompt:{prompt_id}:revisions", idempotency_key).hex if idempotency_key else ""
-        self.grant(principal, org_id, Permission.PROMPTS_WRITE)
+        self.authorise(principal, org_id, Permission.PROMPTS_WRITE)
         prompt = self._prompt(org_id, prompt_id)
         if token and (done := prompt.revision_for(token, fingerprint)) is not None:
             return CommandResult(prompt_id, self.head_position(), version=done, replayed=True)
@@ -108,7 +108,7 @@ class PromptCommands(BaseApp):
                       request_id: str) -> CommandResult:
         """Move a prompt to another name or folder. Its old names stay claimed as aliases, so fetches
         and includes by an old name keep resolving (adr/0013); another prompt's name or alias is 409."""
-        self.grant(principal, org_id, Permission.PROMPTS_WRITE)
+        self.authorise(principal, org_id, Permission.PROMPTS_WRITE)
         prompt = self._prompt(org_id, prompt_id)
         new = prompt.rename(name)
         if new is None:
@@ -146,14 +146,14 @@ class PromptCommands(BaseApp):
 
     @command
     def archive_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, request_id: str) -> CommandResult:
-        self.grant(principal, org_id, Permission.PROMPTS_WRITE)
+        self.authorise(principal, org_id, Permission.PROMPTS_WRITE)
         prompt = self._prompt(org_id, prompt_id)
         prompt.archive()
         return CommandResult(prompt_id, self._save(prompt))
 
     @command
     def restore_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, request_id: str) -> CommandResult:
-        self.grant(principal, org_id, Permission.PROMPTS_WRITE)
+        self.authorise(principal, org_id, Permission.PROMPTS_WRITE)
         prompt = self._prompt(org_id, prompt_id)
         prompt.restore()
         return CommandResult(prompt_id, self._save(prompt))
@@ -165,7 +165,7 @@ class PromptCommands(BaseApp):
 
         The prefix, not a filter on timestamps: if a clock stepped back, a later event may carry an
         earlier timestamp, and skipping an event in the middle would fold a broken history."""
-        self.grant(principal, org_id, Permission.PROMPTS_READ)
+        self.authorise(principal, org_id, Permission.PROMPTS_READ)
         prompt = self._prompt_at(org_id, prompt_id, as_of)
         if prompt is None:
             raise prompt_not_found("prompt did not exist at that time" if as_of else "prompt not found")
@@ -173,7 +173,7 @@ class PromptCommands(BaseApp):
 
     def prompt_id_by_name(self, principal: Principal, org_id: UUID, name: str, as_of: datetime | None = None) -> UUID:
         """The prompt a name (or an old name, an alias) names, as of a moment when given."""
-        self.grant(principal, org_id, Permission.PROMPTS_READ)
+        self.authorise(principal, org_id, Permission.PROMPTS_READ)
         try:
             index_id = prompt_name_index_id(org_id, clean_prompt_name(name))
         except Invalid:
@@ -277,7 +277,7 @@ class PromptCommands(BaseApp):
 
     def _grant_label(self, principal: Principal, org_id: UUID, label: str):
         try:
-            return self.grant(principal, org_id, label_permission(label.strip().lower()))
+            return self.authorise(principal, org_id, label_permission(label.strip().lower()))
         except Forbidden as exc:
             exc.details["label"] = label
             raise
