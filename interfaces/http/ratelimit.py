@@ -270,6 +270,8 @@ class RateLimiter:
         self.lease = min(self.LEASE_MAX, self.per_minute // self.LEASE_PER) if self._async is not None else 0
         self._leases: dict[str, list] = {}
         self._taking: dict[str, asyncio.Future] = {}
+        #: (kind, key) -> its storage key (`item.key_for`, a pure function), for leased hits.
+        self._storage_keys: dict[tuple[str, str], str] = {}
 
     async def aclose(self) -> None:
         if self._async is not None:
@@ -329,7 +331,12 @@ class RateLimiter:
         fewer than `lease` unspent hits of a bucket, and a request is refused at most
         (processes - 1) x (lease - 1) hits early (those held unspent by the other processes)."""
         item = self.items[kind]
-        storage_key = item.key_for(key)
+        storage_key = self._storage_keys.get((kind, key))
+        if storage_key is None:
+            storage_key = item.key_for(key)
+            if len(self._storage_keys) >= self.MAX_REMEMBERED:
+                self._storage_keys.clear()
+            self._storage_keys[(kind, key)] = storage_key
         while True:
             lease = self._leases.get(storage_key)
             if lease is not None and lease[1] > 0 and time.time() < lease[0] - 1:
