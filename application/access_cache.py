@@ -40,6 +40,10 @@ class AccessCache:
         self._loading: dict[UUID, list[_Load]] = {}
         self.hits = 0
         self.misses = 0
+        #: What readers derive from the objects handed out here and remember by their identity
+        #: (application.request_access: verified keys, grants): shared by every reader of this cache.
+        #: Such a memo stays correct without being told of events: an event replaces the object.
+        self.derived: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -88,10 +88,21 @@ RequestId = Annotated[str, Depends(get_request_id)]
 
 def parse_id(value: str, code: str, what: str) -> UUID:
     """Path ids that are not UUIDs name nothing: 404, like any other unknown id."""
+    parsed = _IDS.get(value)
+    if parsed is not None:
+        return parsed
     try:
-        return UUID(value) if len(value) <= 64 else UUID("!")
+        parsed = UUID(value) if len(value) <= 64 else UUID("!")
     except ValueError:
         raise NotFound(f"{what} not found", code=code) from None
+    if len(_IDS) >= 4096:
+        _IDS.clear()
+    _IDS[value] = parsed
+    return parsed
+
+
+#: Path ids already parsed (valid ones only; `UUID(value)` is a pure function of the text).
+_IDS: dict[str, UUID] = {}
 
 
 def _authenticate(request: Request, access: RequestAccess) -> Caller:

@@ -54,6 +54,19 @@ def new_request_id(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def access_line(method: str, route: str, status: int, seconds: float, rid: str) -> None:
+    """The request's access-log line: `log.info(...)` as it was, without `Logger.findCaller`'s walk
+    up the stack (a frame walk per request): the record names this function as where it was made."""
+    if log.isEnabledFor(logging.INFO):
+        log.handle(log.makeRecord(
+            log.name, logging.INFO, _ACCESS_CODE.co_filename, _ACCESS_CODE.co_firstlineno,
+            "%s %s %s %.1fms request_id=%s", (method, route, status, seconds * 1000, rid), None, "access_line",
+            {"method": method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 2)}))
+
+
+_ACCESS_CODE = access_line.__code__
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int, metrics=None, limiter: ratelimit.RateLimiter | None = None,
                  docs_paths: tuple[str, ...] = (DOCS_PATH,)):
@@ -148,7 +161,5 @@ class RequestContextMiddleware:
             method = scope.get("method", "")
             if self.metrics is not None:
                 self.metrics.observe_http(method, route, status_holder["status"], seconds)
-            log.info("%s %s %s %.1fms request_id=%s", method, route, status_holder["status"], seconds * 1000, rid,
-                     extra={"method": method, "route": route, "status": status_holder["status"],
-                            "duration_ms": round(seconds * 1000, 2)})
+            access_line(method, route, status_holder["status"], seconds, rid)
             request_context.reset(context_token)

@@ -16,7 +16,10 @@ INCR+EXPIRE script); the window's end is remembered per bucket once read; a key 
 the organisation's are counted in one round trip (`hit_pair`); the in-memory storage starts no timer
 thread (`WindowMemoryStorage`). On the event loop (the hot path's fast route), Redis is counted
 through redis.asyncio (`hit_async`, `hit_pair_async`: the same keys and scripts, so both paths
-count in the same buckets), without a thread hop.
+count in the same buckets), without a thread hop. With a large limit (at least 2,000/min), the key,
+user and organisation buckets are counted there a lease at a time (adr/0023: `lease` = limit // 1000
+hits taken from Redis at once, at most 32, spent locally; never more than the limit admitted, a
+request refused at most (processes - 1) x (lease - 1) hits early; client addresses stay exact).
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 (IETF draft names; the most constrained bucket of the request); a refusal is 429 with
@@ -71,6 +74,18 @@ SINGLE_SCRIPT = """
 local current = redis.call("incrby", KEYS[1], 1)
 if current == 1 then redis.call("expire", KEYS[1], tonumber(ARGV[1])) end
 return current
+"""
+
+
+#: One bucket's lease (adr/0023): take up to ARGV[3] hits at once while at least that many remain
+#: in the window, else one (exact near the limit, and a refused request counts once, as
+#: SINGLE_SCRIPT counts it); answers the count after, the hits taken and the window's end (PTTL ms).
+LEASE_SCRIPT = """
+local take = tonumber(ARGV[3])
+if tonumber(ARGV[2]) - tonumber(redis.call("get", KEYS[1]) or "0") < take then take = 1 end
+local count = redis.call("incrby", KEYS[1], take)
+if count == take then redis.call("expire", KEYS[1], tonumber(ARGV[1])) end
+return {count, take, redis.call("pttl", KEYS[1])}
 """
 
 
@@ -226,6 +241,12 @@ class Quota:
 class RateLimiter:
     #: Window ends remembered (per bucket) before the expired ones are swept.
     MAX_REMEMBERED = 4096
+    #: Leases (adr/0023): on Redis, the event loop takes a key's, user's or organisation's hits
+    #: `lease` at a time, `lease` = limit // LEASE_PER, at most LEASE_MAX; under 2, every hit
+    #: goes to Redis (the default limit of 600/min: exact). Client addresses are always exact.
+    LEASE_MAX = 32
+    LEASE_PER = 1000
+    LEASED_KINDS = frozenset({"key", "user", "org"})
 
     def __init__(self, settings: Settings, cooldown: float = 5.0):
         storage = limiter_storage(settings) if settings.redis_url else WindowMemoryStorage()
@@ -244,6 +265,13 @@ class RateLimiter:
         #: Counting on the event loop (Redis only; the memory storage is counted in place).
         self._async = (AsyncRedisCounter(settings.redis_url, storage.key_prefix)
                        if type(storage) is RedisStorage else None)
+        #: Hits taken from Redis and not spent yet, per storage key: [window end, left, count after
+        #: the lease]. Only on the event loop (no await between reading and spending one).
+        self.lease = min(self.LEASE_MAX, self.per_minute // self.LEASE_PER) if self._async is not None else 0
+        self._leases: dict[str, list] = {}
+        self._taking: dict[str, asyncio.Future] = {}
+        #: (kind, key) -> its storage key (`item.key_for`, a pure function), for leased hits.
+        self._storage_keys: dict[tuple[str, str], str] = {}
 
     async def aclose(self) -> None:
         if self._async is not None:
@@ -258,6 +286,8 @@ class RateLimiter:
         """`hit` for the event loop: Redis through redis.asyncio; in memory, `hit` itself (no I/O)."""
         if self._async is None:
             return self.hit(kind, key)
+        if self.lease > 1 and kind in self.LEASED_KINDS:
+            return await self._leased(kind, key)
         if time.monotonic() < self._down_until:
             return None
         item = self.items[kind]
@@ -276,6 +306,9 @@ class RateLimiter:
         """`hit_pair` for the event loop (one round trip on Redis)."""
         if self._async is None:
             return self.hit_pair(first, second)
+        if self.lease > 1 and first[0] in self.LEASED_KINDS and second[0] in self.LEASED_KINDS:
+            quota = await self._leased(*first)  # the second counted only while the first allows
+            return (quota, None) if quota is not None and not quota.allowed else (quota, await self._leased(*second))
         if time.monotonic() < self._down_until:
             return None, None
         items = self.items[first[0]], self.items[second[0]]
@@ -289,6 +322,56 @@ class RateLimiter:
             return None, None
         first_quota, second_quota = (self._quota(c, e) if e is not None else None for c, e in zip(counts, ends))
         return first_quota, second_quota
+
+    async def _leased(self, kind: str, key: str) -> Quota | None:
+        """A hit spent from this process's lease of the bucket, or (none left, or its window about to
+        end) from a new lease taken in Redis (adr/0023). Every hit spent was counted in Redis when
+        it was taken, within the limit: never more than the limit per window. One lease per bucket
+        is taken at a time in a process (requests arriving meanwhile wait for it), so a process holds
+        fewer than `lease` unspent hits of a bucket, and a request is refused at most
+        (processes - 1) x (lease - 1) hits early (those held unspent by the other processes)."""
+        item = self.items[kind]
+        storage_key = self._storage_keys.get((kind, key))
+        if storage_key is None:
+            storage_key = item.key_for(key)
+            if len(self._storage_keys) >= self.MAX_REMEMBERED:
+                self._storage_keys.clear()
+            self._storage_keys[(kind, key)] = storage_key
+        while True:
+            lease = self._leases.get(storage_key)
+            if lease is not None and lease[1] > 0 and time.time() < lease[0] - 1:
+                lease[1] -= 1
+                return self._quota(lease[2] - lease[1], lease[0])
+            if time.monotonic() < self._down_until:
+                return None
+            taking = self._taking.get(storage_key)
+            if taking is None:
+                break
+            await asyncio.shield(taking)  # another request of this process is taking a lease
+        taking = self._taking[storage_key] = asyncio.get_running_loop().create_future()
+        try:
+            count, taken, ttl_ms = (int(v) for v in await self._async.run(
+                LEASE_SCRIPT, [storage_key], [item.get_expiry(), self.per_minute, self.lease]))
+        except self._async.errors as exc:
+            self._storage_down(exc)
+            return None
+        finally:
+            del self._taking[storage_key]
+            taking.set_result(None)
+        ends = time.time() + (ttl_ms / 1000 if ttl_ms > 0 else item.get_expiry())
+        if taken > 1:
+            self._keep(storage_key, ends, taken - 1, count)
+        return self._quota(count - taken + 1, ends)
+
+    def _keep(self, storage_key: str, ends: float, left: int, count: int) -> None:
+        """Keep a lease's unspent hits (a bucket's lease is taken only when none are left)."""
+        if len(self._leases) >= self.MAX_REMEMBERED:
+            now = time.time()
+            for stale in [k for k, lease in self._leases.items() if lease[0] - 1 <= now or not lease[1]]:
+                del self._leases[stale]
+            if len(self._leases) >= self.MAX_REMEMBERED:
+                self._leases.clear()
+        self._leases[storage_key] = [ends, left, count]
 
     def hit(self, kind: str, key: str) -> Quota | None:
         """Count one request against a bucket; None when the storage is down (fail open)."""

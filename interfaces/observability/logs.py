@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import math
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -21,6 +22,30 @@ request_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Con
 CONTEXT_FIELDS = ("request_id", "user_id", "org_id", "api_key_id")
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 _HANDLER_MARK = "_promptforge_json"
+_SIMPLE = (str, int, float, bool, type(None))
+#: `json.dumps(out, ensure_ascii=False, default=str)`, its encoder made once.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+#: (whole second, its ISO 8601 text up to the seconds) of the last line formatted.
+_second: tuple[int, str] = (-1, "")
+
+
+def timestamp(created: float) -> str:
+    """`datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")`, the
+    date and time formatted once per second: microseconds rounded half-even as datetime does,
+    then truncated to milliseconds."""
+    global _second
+    frac, whole = math.modf(created)
+    micros = round(frac * 1e6)
+    if micros < 0:
+        return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
+    if micros >= 1_000_000:
+        whole += 1.0
+        micros -= 1_000_000
+    second, text = _second
+    if second != whole:
+        text = datetime.fromtimestamp(whole, timezone.utc).isoformat(timespec="seconds")[:-6]
+        _second = (int(whole), text)
+    return f"{text}.{micros // 1000:03d}+00:00"
 
 
 def bind(**values: Any) -> None:
@@ -33,7 +58,7 @@ def bind(**values: Any) -> None:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -44,10 +69,10 @@ class JsonFormatter(logging.Formatter):
                 out[key] = ctx[key]
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                out[key] = value if isinstance(value, _SIMPLE) else str(value)
         if record.exc_info:
             out["exc"] = "".join(traceback.format_exception(*record.exc_info))
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return _encode(out)
 
 
 def configure_logging(level: str = "INFO", stream=None) -> logging.Handler:

@@ -61,6 +61,7 @@ class Metrics:
                                          "Duration of one embedding batch of the vector projection.",
                                          buckets=EMBED_BUCKETS, registry=r)
         self._scrape_collectors: list[Any] = []
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     # -- callbacks handed to the projections ----------------------------------------------
     def observe_search(self, mode: str, seconds: float) -> None:
@@ -74,8 +75,15 @@ class Metrics:
         self.commands.labels(command=command, outcome="ok" if error is None else outcome_of(error)).inc()
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method=method, route=route, status=str(status)).inc()
-        self.http_duration.labels(method=method, route=route).observe(seconds)
+        children = self._http_children.get((method, route, status))
+        if children is None:  # the labelled series, looked up once per (method, route, status)
+            children = (self.http_requests.labels(method=method, route=route, status=str(status)),
+                        self.http_duration.labels(method=method, route=route))
+            if len(self._http_children) >= 4096:
+                self._http_children.clear()
+            self._http_children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     # -- scrape-time collectors -----------------------------------------------------------
     def add_collector(self, collector: Any) -> None:

@@ -23,6 +23,11 @@ from interfaces.http.views import fetched
 router = APIRouter(prefix="/v1/orgs/{org_id}/prompts", tags=["prompts"], responses=ERRORS, route_class=FastPathRoute)
 CatalogueFresh = fresh("catalogue")
 LABEL_MAX, SPLIT_KEY_MAX, IF_NONE_MATCH_MAX = 64, 200, 1024
+#: Pure functions of what a request asks for, remembered (bounded): `clean_prompt_name` of a name
+#: (a valid one only), and the fast path's reading of a query string (`_plain_query`).
+MEMO_SIZE, MEMO_KEY_MAX = 4096, 512
+_CLEAN_NAMES: dict[str, str] = {}
+_QUERIES: dict[bytes, "dict[str, Any] | None"] = {}
 
 
 def _not_found() -> NotFound:
@@ -52,10 +57,16 @@ async def fetch_by_name(
     if label is not None and version is not None:
         raise ApiError(400, "INVALID_PARAMETER", "give label or version, not both")
     label = norm_label(label)
-    try:
-        key = clean_prompt_name(name)
-    except Invalid:
-        raise _not_found() from None
+    key = _CLEAN_NAMES.get(name)
+    if key is None:
+        try:
+            key = clean_prompt_name(name)
+        except Invalid:
+            raise _not_found() from None
+        if len(name) <= MEMO_KEY_MAX:
+            if len(_CLEAN_NAMES) >= MEMO_SIZE:
+                _CLEAN_NAMES.clear()
+            _CLEAN_NAMES[name] = key
     if as_of is not None:
         return await run_in_threadpool(_as_of, container, scope, key, label, version, resolve, as_of)
     # The resolved answer, kept per process while the prompts it was computed from have not changed
@@ -152,6 +163,33 @@ _BOOLS = {"1": True, "on": True, "t": True, "true": True, "y": True, "yes": True
 
 def _plain(request: Request) -> dict[str, Any] | None:
     """The fetch's parameters when each is plainly valid (parsed as FastAPI would), else None."""
+    query = request.scope.get("query_string", b"")
+    parsed = _QUERIES.get(query, _UNREAD)
+    if parsed is _UNREAD:
+        parsed = _plain_query(request)
+        if len(query) <= MEMO_KEY_MAX:
+            if len(_QUERIES) >= MEMO_SIZE:
+                _QUERIES.clear()
+            _QUERIES[query] = parsed
+    if parsed is None:
+        return None
+    args = dict(parsed)
+    if_none_match = request.headers.getlist("if-none-match")
+    min_position = request.headers.getlist("x-min-position")
+    if len(if_none_match) > 1 or len(min_position) > 1 or "" in if_none_match or "" in min_position:
+        return None
+    if if_none_match and len(if_none_match[0]) > IF_NONE_MATCH_MAX:
+        return None
+    args["if_none_match"] = if_none_match[0] if if_none_match else None
+    args["x_min_position"] = min_position[0] if min_position else None
+    return args
+
+
+_UNREAD = object()
+
+
+def _plain_query(request: Request) -> dict[str, Any] | None:
+    """The query parameters when each is plainly valid, else None (a function of the query string)."""
     args: dict[str, Any] = {"label": None, "version": None, "resolve": True, "split_key": None, "min_position": None}
     seen = set()
     for key, value in request.query_params.multi_items():
@@ -182,14 +220,6 @@ def _plain(request: Request) -> dict[str, Any] | None:
         elif key == "as_of":
             return None
         # any other parameter is ignored, as FastAPI ignores it
-    if_none_match = request.headers.getlist("if-none-match")
-    min_position = request.headers.getlist("x-min-position")
-    if len(if_none_match) > 1 or len(min_position) > 1 or "" in if_none_match or "" in min_position:
-        return None
-    if if_none_match and len(if_none_match[0]) > IF_NONE_MATCH_MAX:
-        return None
-    args["if_none_match"] = if_none_match[0] if if_none_match else None
-    args["x_min_position"] = min_position[0] if min_position else None
     return args
 
 
