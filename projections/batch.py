@@ -269,6 +269,15 @@ class Unit:
     def __getitem__(self, table: Table) -> Any:
         return self.states[table]
 
+    def close(self) -> None:
+        """Done with it: its states refer to it (a reference cycle), so their rows would wait for the
+        cyclic garbage collector, which a rebuild pauses: resumed, its first full collection walked the
+        ~300k rows of a 100k-event rebuild (0.6 s). Letting go of them here frees them at once."""
+        for state in self.states.values():
+            state.unit = None  # type: ignore[assignment]
+        self.states = {}
+        self.memo = {}
+
     @property
     def complete(self) -> bool:
         """Every row it folds is in memory: folding reads nothing from the tables."""

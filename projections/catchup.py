@@ -221,6 +221,7 @@ def _rebuild_here(projections: Sequence[Projection], source: EventSource, *, bat
     engine = projections[0].engine
     failures: dict[str, BaseException] = {}
     shared: dict[str, float] = {}
+    started = time.perf_counter()
     pipelined = engine.dialect.name == "postgresql"
     builds = []
     for p in projections:
@@ -306,6 +307,8 @@ def _rebuild_here(projections: Sequence[Projection], source: EventSource, *, bat
     finally:
         for w in background:  # an error in the main thread: stop the background work first
             w.close(abandon=True)
+        for b in everything:
+            b.unit.close()
         leftovers = [b for b in everything if not b.switched]
         if leftovers:
             try:
@@ -315,6 +318,7 @@ def _rebuild_here(projections: Sequence[Projection], source: EventSource, *, bat
             except Exception:  # noqa: BLE001 - best effort: the next rebuild drops them first
                 log.warning("could not drop the tables a failed rebuild left", exc_info=True)
     if timings is not None:
+        shared["wall"] = time.perf_counter() - started
         timings[""] = shared
         for b in builds:
             timings[b.projection.name] = b.timings
