@@ -151,12 +151,17 @@ def rebuild(projections: Sequence[Projection], source: EventSource, *, batch_siz
         groups = forked.share(projections, processes)
         children = []
         try:
+            here = list(groups[0])
             for group in groups[1:]:
-                children.append(forked.start(group, partial(
-                    _rebuild_child, group, other_log, batch_size=batch_size, max_rows=max_rows)))
+                try:
+                    children.append(forked.start(group, partial(
+                        _rebuild_child, group, other_log, batch_size=batch_size, max_rows=max_rows)))
+                except OSError:  # no process to be had (limits, memory): this one rebuilds its share
+                    log.warning("could not start a rebuild process; rebuilding its share here", exc_info=True)
+                    here.extend(group)
             failures: dict[str, BaseException] = {}
             try:
-                rebuilt = _rebuild_here(groups[0], source, batch_size=batch_size, progress=progress,
+                rebuilt = _rebuild_here(here, source, batch_size=batch_size, progress=progress,
                                         timings=timings, max_rows=max_rows)
             except RebuildFailed as exc:
                 rebuilt, failures = dict(exc.rebuilt), dict(exc.failures)

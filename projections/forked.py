@@ -116,7 +116,12 @@ def start(projections: list[Projection],
             stream.flush()  # else what the parent buffered is written twice
         except Exception:  # noqa: BLE001 - a closed or odd stream
             pass
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
     if pid == 0:  # the child: never returns
         status = 1
         try:

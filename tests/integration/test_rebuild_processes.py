@@ -292,3 +292,20 @@ def test_the_cli_rebuilds_all_in_two_processes_by_default(container, make_settin
     assert started == [1]
     assert _live(container) == live
     assert _leftovers(container) == []
+
+
+@postgres
+def test_when_no_process_can_be_started_this_one_rebuilds_everything(container, monkeypatch):
+    drive_history(container.app, orgs=1, prompts_per_org=8, seed=3)
+    container.supervisor.catch_up()
+    live = _live(container)
+
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    rebuilt = catchup.rebuild(list(container.projections.values()), container.supervisor.source, processes=2)
+    head = container.supervisor.source.head()
+    assert rebuilt == {name: head for name in container.projections}
+    assert _live(container) == live
+    assert _leftovers(container) == []
