@@ -12,9 +12,10 @@
    - an SQL write ceiling through the read-model engine: rows/s of single-row INSERT statements,
      of one executemany per transaction, and of one COPY per transaction (what a rebuild writes with),
      into a scratch table shaped like an audit row;
-   - `container.supervisor.rebuild_all()`: every SQL projection rebuilt in ONE pass over the log,
-     into tables built beside the live ones, then switched to (adr/0020), exactly what
-     `promptforge projections rebuild --all` runs;
+   - `container.supervisor.rebuild_all(processes=N)`: every SQL projection rebuilt into tables built
+     beside the live ones, then switched to (adr/0020), shared among N processes (adr/0024; N as
+     the CLI chooses on this machine, or --processes), exactly what `promptforge projections rebuild
+     --all` runs; and the same in one process (one pass over the log);
    - `container.supervisor.rebuild(name)` of every SQL projection alone (what `rebuild NAME` runs),
      and their sum (all projections one after the other, each reading the whole log).
    Each rebuild's wall time (its main thread's; adr/0021) is split into waiting for the log, folding
