@@ -101,7 +101,7 @@ class PostgresLog:
         self.conninfo = pool.conninfo
         self.kwargs = {k: v for k, v in dict(pool.kwargs or {}).items() if k != "row_factory"}
         self.get_password = getattr(pool, "get_password_func", None)
-        self.table = f'"{schema}"."{table}"'
+        self.table = ".".join('"' + name.replace('"', '""') + '"' for name in (schema, table))
         self.mapper = mapper
         self.decoder = _Decoder(mapper)
         self._conn: Any = None

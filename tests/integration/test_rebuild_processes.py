@@ -124,7 +124,8 @@ def _late_prompt(container):
 
 
 @postgres
-def test_a_projection_failing_in_a_child_fails_alone(container):
+def test_a_projection_failing_in_a_child_fails_alone(container, monkeypatch):
+    monkeypatch.setitem(forked.WEIGHTS, "label_history", 3.0)  # a child's, whatever the measured weights
     drive_history(container.app, orgs=1, prompts_per_org=6, seed=5)
     container.supervisor.catch_up()
     before = _live(container)
