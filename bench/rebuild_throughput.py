@@ -12,9 +12,10 @@
    - an SQL write ceiling through the read-model engine: rows/s of single-row INSERT statements,
      of one executemany per transaction, and of one COPY per transaction (what a rebuild writes with),
      into a scratch table shaped like an audit row;
-   - `container.supervisor.rebuild_all()`: every SQL projection rebuilt in ONE pass over the log,
-     into tables built beside the live ones, then switched to (adr/0020), exactly what
-     `promptforge projections rebuild --all` runs;
+   - `container.supervisor.rebuild_all(processes=N)`: every SQL projection rebuilt into tables built
+     beside the live ones, then switched to (adr/0020), shared among N processes (adr/0024; N as
+     the CLI chooses on this machine, or --processes), exactly what `promptforge projections rebuild
+     --all` runs; and the same in one process (one pass over the log);
    - `container.supervisor.rebuild(name)` of every SQL projection alone (what `rebuild NAME` runs),
      and their sum (all projections one after the other, each reading the whole log).
    Each rebuild's wall time (its main thread's; adr/0021) is split into waiting for the log, folding
@@ -32,6 +33,7 @@ Usage: .venv/bin/python bench/rebuild_throughput.py [--events 100000] [--reps 3]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -210,7 +212,7 @@ def describe_generation(gen: dict | None, reused: bool) -> str:
         parts.append(f"{sum(gen['commands'].values()):,} commands ("
                      + ", ".join(f"{k} {v:,}" for k, v in gen["commands"].items()) + ")")
     parts.append(f"{gen['events']:,} events in {gen['gen_s']:.0f} s ({num(gen['commands_per_s'])} commands/s, "
-                 f"{num(gen['events_per_s'])} events/s, aggregate cache {gen.get('cache') or 'off'})")
+                 f"{num(gen['events_per_s'])} events/s, aggregate cache {gen.get('cache') or 'the default'})")
     if "setup_s" in gen:
         parts.append(f"after {gen['setup_s']:.1f} s of setup (argon2 registrations and logins)")
     return ": ".join(parts[:1]) + ": " + "; ".join(parts[1:]) if len(parts) > 1 else parts[0]
@@ -252,24 +254,38 @@ class RebuildTiming:
     finish_s: float  # indexing the new tables (waiting for the index connections), and the switches
     statements: int  # SQL statements sent by the read-model engine (an executemany or a COPY counts once)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # busy s of the reader, writer and index threads
+    children_cpu: float = 0.0  # CPU seconds of the child processes (processes > 1)
+    walls: tuple[float, ...] = ()  # wall s of each process's share (main process first)
+
+    @property
+    def wall(self) -> float:
+        """The main process's share (the split below is of this time)."""
+        return self.walls[0] if self.walls else self.meter.wall
 
     @property
     def other_s(self) -> float:
         """Creating the new tables, transactions (begin, savepoints, commit), handing work to the threads."""
-        return max(0.0, self.meter.wall - self.read_s - self.fold_s - self.write_s - self.finish_s)
+        return max(0.0, self.wall - self.read_s - self.fold_s - self.write_s - self.finish_s)
 
     def split(self) -> tuple[float, ...]:
-        wall = self.meter.wall
-        return tuple(x / wall for x in (self.read_s, self.fold_s, self.write_s, self.finish_s, self.other_s))
+        return tuple(x / self.wall for x in (self.read_s, self.fold_s, self.write_s, self.finish_s, self.other_s))
+
+    @property
+    def cores(self) -> float:
+        """CPU seconds of every process of the rebuild per wall second."""
+        return (self.meter.cpu + self.children_cpu) / self.meter.wall
 
 
-def rebuild(container: Container, names: list[str]) -> RebuildTiming:
-    """`container.supervisor.rebuild_all(names)` (one pass over the log for all of them: what
-    `promptforge projections rebuild NAME` and `--all` run), its time split by the rebuild's own timings
-    (the main thread's; the reader, writer and index threads work meanwhile)."""
+def rebuild(container: Container, names: list[str], processes: int) -> RebuildTiming:
+    """`container.supervisor.rebuild_all(names, processes=...)` (what `promptforge projections rebuild NAME`
+    and `--all` run), its time split by the rebuild's own timings: those of the main thread of the main
+    process (the reader, writer and index threads work meanwhile; with `processes` > 1 the children
+    rebuild their share at the same time)."""
+    import resource
     import threading
 
     import projections.batch as batch
+    from projections import forked
 
     timings: dict[str, dict[str, float]] = {}
     clock = {"statements": 0}
@@ -287,18 +303,25 @@ def rebuild(container: Container, names: list[str]) -> RebuildTiming:
 
     sa_event.listen(container.engine, "before_cursor_execute", count)
     batch.copy_rows = counted_copy
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         with CpuMeter() as meter:
-            rebuilt = container.supervisor.rebuild_all(names, timings=timings)
+            rebuilt = container.supervisor.rebuild_all(names, timings=timings, processes=processes)
     finally:
         batch.copy_rows = copy_rows
         sa_event.remove(container.engine, "before_cursor_execute", count)
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children_cpu = (children1.ru_utime - children0.ru_utime) + (children1.ru_stime - children0.ru_stime)
+    projections = [container.projections[n] for n in names]
+    groups = forked.share(projections, processes) if processes > 1 and len(names) > 1 else [projections]
+    mine = {p.name for p in groups[0]}
     shared = timings.get("", {})
-    total = lambda key: sum(t.get(key, 0.0) for t in timings.values())  # noqa: E731 - per projection and shared
+    total = lambda key: sum(timings.get(n, {}).get(key, 0.0) for n in mine)  # noqa: E731 - the main process's
+    walls = tuple(t.get("wall", 0.0) for k, t in sorted(timings.items()) if k == "" or k.startswith("process "))
     return RebuildTiming(min(rebuilt.values()), meter, shared.get("read", 0.0), total("fold"), total("write"),
-                         total("index") + total("switch"), clock["statements"],
+                         total("index") + total("switch") + shared.get("index", 0.0), clock["statements"],
                          (shared.get("read_thread", 0.0), shared.get("write_thread", 0.0),
-                          shared.get("index_thread", 0.0)))
+                          shared.get("index_thread", 0.0)), children_cpu, walls)
 
 
 WRITE_TABLE = "bench_write_ceiling"
@@ -348,12 +371,15 @@ def main() -> int:
                         help="connection pool size (the Postgres server is shared: 100 connections for everyone)")
     parser.add_argument("--batch", type=int, default=500, help="projection_batch_size (Settings default 500)")
     parser.add_argument("--projections", nargs="+", help="only these projections (default: all SQL ones)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="processes of `rebuild --all` (default: what the CLI uses here, "
+                             "projections.forked.default_processes()); --all is also timed in one process")
     parser.add_argument("--append", action="store_true",
                         help="append this run's report to the results file instead of replacing it")
     parser.add_argument("--write-rows", type=int, default=5000,
                         help="rows per run of the SQL write ceiling (0 = skip)")
-    parser.add_argument("--gen-cache", type=int, default=1000,
-                        help="AGGREGATE_CACHE_MAXSIZE while generating (faster, same events); 0 = off")
+    parser.add_argument("--gen-cache", type=int, default=0,
+                        help="AGGREGATE_CACHE_MAXSIZE while generating, instead of the application's default (1000); 0 = the default")
     parser.add_argument("--generate-only", action="store_true", help="build the log (use with --keep) and stop")
     parser.add_argument("--db", default="promptforge_bench_rebuild")
     parser.add_argument("--keep", action="store_true", help="leave the database (and its log) in place")
@@ -374,8 +400,10 @@ def main() -> int:
         if head < args.events:
             container.close()
             print(f"generating a log of >= {args.events:,} events (existing: {head:,})", flush=True)
+            # the application's default already caches aggregates (interfaces/event_store.py): patch the
+            # library's environment only for another size (bench/_common.library_env)
             extra = {"AGGREGATE_CACHE_MAXSIZE": str(args.gen_cache)} if args.gen_cache else {}
-            with library_env(**extra):
+            with library_env(**extra) if extra else contextlib.nullcontext():
                 generator = build(settings)
             gen = generate(generator, args.events - head, args.threads, args.orgs)
             gen.update(threads=args.threads, orgs=args.orgs, cache=args.gen_cache,
@@ -398,12 +426,16 @@ def main() -> int:
         names = args.projections or list(container.projections)
 
         read_decoded(container, args.batch)  # warm-up: the log into shared buffers / page cache
-        keys = ["read", "raw", "write_one", "write_many", "write_copy", "all", *names, "all_seq"]
+        from projections.forked import default_processes
+
+        processes = args.processes or default_processes()
+        keys = ["read", "raw", "write_one", "write_many", "write_copy", "all", "all_one", *names, "all_seq"]
         rates: dict[str, list[float]] = {k: [] for k in keys}
         cores: dict[str, list[float]] = {k: [] for k in keys}
         ratios: dict[str, list[float]] = {k: [] for k in keys}
         splits: dict[str, list[tuple[float, ...]]] = {k: [] for k in keys}
         backgrounds: dict[str, list[tuple[float, ...]]] = {k: [] for k in keys}
+        walls: dict[str, list[tuple[float, ...]]] = {k: [] for k in keys}
         statements: dict[str, int] = {}
         mismatches: list[str] = []
         loads: list[tuple[float, float, float]] = []
@@ -422,19 +454,21 @@ def main() -> int:
                     rate, m = write_ceiling(container, args.write_rows, args.batch, many=many)
                     rates[key].append(rate)
                     cores[key].append(m.client_cores)
-            runs = [("all", names)] if len(names) > 1 else []
-            runs += [(name, [name]) for name in names]
+            runs = [("all", names, processes)] if len(names) > 1 else []
+            runs += [("all_one", names, 1)] if len(names) > 1 and processes > 1 else []
+            runs += [(name, [name], processes) for name in names]
             total = 0.0
-            for key, which in runs:
-                r = rebuild(container, which)
+            for key, which, procs in runs:
+                r = rebuild(container, which, procs)
                 if r.applied != head:
                     mismatches.append(f"{key}: applied {r.applied} of {head}")
                 rates[key].append(head / r.meter.wall)
-                cores[key].append(r.meter.client_cores)
+                cores[key].append(r.cores)
                 splits[key].append(r.split())
                 backgrounds[key].append(r.background)
+                walls[key].append(r.walls)
                 statements[key] = r.statements
-                if key != "all":
+                if not key.startswith("all"):
                     total += r.meter.wall
                 print(f"  {key}: {r.meter.wall:.1f}s ({num(head / r.meter.wall)} events/s)", flush=True)
             if len(names) > 1:
@@ -456,7 +490,9 @@ def main() -> int:
         "write_one": f"SQL write ceiling: 1-row INSERT statements, {args.batch} per transaction (rows/s)",
         "write_many": f"SQL write ceiling: one executemany of {args.batch} rows per transaction (rows/s)",
         "write_copy": f"SQL write ceiling: one COPY of {args.batch} rows per transaction (rows/s)",
-        "all": f"**`rebuild --all`**: the {len(names)} projections in one pass (`supervisor.rebuild_all`)",
+        "all": f"**`rebuild --all`**: the {len(names)} projections, {processes} process(es) "
+               f"(`supervisor.rebuild_all(processes={processes})`, what the CLI runs here)",
+        "all_one": f"`rebuild --all --processes 1`: the {len(names)} projections in one pass, one process",
         **{n: f"rebuild `{n}` alone" for n in names},
         "all_seq": "all projections one after the other (sum of the round's single rebuilds)",
     }
@@ -470,15 +506,19 @@ def main() -> int:
             split = " / ".join(f"{100 * Stats.of([x[i] for x in splits[key]]).median:.0f}" for i in range(5))
             per_event = f"{statements[key] / head:.3f}"
             busy = " / ".join(f"{Stats.of([x[i] for x in backgrounds[key]]).median:.1f}" for i in range(3))
+            shares = max((len(w) for w in walls[key]), default=0)
+            each = " / ".join(f"{Stats.of([w[i] for w in walls[key] if len(w) > i]).median:.1f}"
+                              for i in range(shares)) if shares else "–"
         else:
-            split, per_event, busy = "–", "–", "–"
+            split, per_event, busy, each = "–", "–", "–", "–"
         seconds = "–" if key.startswith("write") else num(head / st.median)
         rows.append([label, *st.cells(), f"{st.spread_pct:.0f}%", seconds,
-                     pct(Stats.of(ratios[key]).median), split, busy, per_event, c])
+                     pct(Stats.of(ratios[key]).median), each, split, busy, per_event, c])
     table = markdown_table(["what (log events/s)", *STATS_HEADERS, "p90−p10 / median", "median s",
-                            "fraction of decoded read", "% read / fold / write / index+switch / other",
-                            "threads busy s: read / write / index", "SQL statements per log event",
-                            "client CPU (cores)"], rows)
+                            "fraction of decoded read", "processes: wall s each (main first)",
+                            "% read / fold / write / index+switch / other (main process)",
+                            "threads busy s: read / write / index (main process)",
+                            "SQL statements per log event (main process)", "client CPU (cores, all processes)"], rows)
     mix_rows = [[k, f"{v:,}", pct(v / head)] for k, v in mix.most_common()]
     gen_line = describe_generation(gen, reused)
     text = "\n".join([
@@ -487,7 +527,8 @@ def main() -> int:
         *[f"- {f}" for f in facts],
         f"- log: {head:,} events, {gen_line}.",
         f"- {args.reps} rounds; live batch size {args.batch}, rebuild batch {max(args.batch, catchup.REBUILD_BATCH)}; "
-        f"each round: decoded read, raw read, write ceilings, `rebuild --all`, then every projection alone. "
+        f"each round: decoded read, raw read, write ceilings, `rebuild --all` ({processes} processes, as the CLI "
+        f"runs it here), `rebuild --all` in one process, then every projection alone. "
         f"Load average at the start of each round (1/5/15 min): "
         f"{'; '.join(' / '.join(f'{x:.2f}' for x in load) for load in loads)}. Whole run: {total_s / 60:.1f} min.",
         *([f"- PROBLEMS: {'; '.join(mismatches[:5])}"] if mismatches else []),
@@ -500,6 +541,10 @@ def main() -> int:
         "over the log, indexes, switch; every rebuild reads the whole log). The rebuild is pipelined on Postgres "
         "(adr/0021): a reader thread reads and decodes the next page while the main thread folds, a writer thread "
         "COPYs on its own connection, and the indexes are built on two more connections as each table is loaded. "
+        "With more than one process (adr/0024) the projections are shared among this process and children forked "
+        "from it, each making that pass for its share (`processes: wall s each`: the main process's share, then "
+        "each child's, from its start to its last switch); the split and the thread columns are the main "
+        "process's. "
         "`% read / fold / write / index+switch / other`: share of the MAIN thread's wall time spent waiting for "
         "the next page of the log (select + decode, done by the reader thread), in the projections' handlers "
         "(Python), waiting for the writer (COPY, done by the writer thread: its queue full, or at the end), "
@@ -507,7 +552,8 @@ def main() -> int:
         "(creating the tables, handing work over). `threads busy s`: wall seconds the reader, the writer and the "
         "index threads (summed over the two) spent working, overlapping the main thread and each other (GIL "
         "waits included). `SQL statements`: statements the read-model engine sent (an executemany or a COPY "
-        "counts once). `client CPU (cores)`: CPU seconds of the benchmark process per wall second; Postgres "
+        "counts once). `client CPU (cores)`: CPU seconds of the benchmark process and its rebuild children per "
+        "wall second; Postgres "
         "runs on the same 2 cores. A rebuild decodes only the events some projection it rebuilds handles, so "
         "a projection rebuilt alone can beat the decoded-read ceiling (which decodes every event).",
         "",

@@ -102,12 +102,16 @@ def projections_status(as_json: bool) -> None:
 @projections.command("rebuild")
 @click.argument("name", required=False)
 @click.option("--all", "all_", is_flag=True, help="rebuild every projection")
-def projections_rebuild(name: str | None, all_: bool) -> None:
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="processes sharing the projections on Postgres (default: 2 with 2+ cores, else 1)")
+def projections_rebuild(name: str | None, all_: bool, processes: int | None) -> None:
     """Rebuild a projection (or --all) from position zero: SQL read models are built beside their
-    live tables in one pass over the log and switched to at the end (reads keep answering)."""
+    live tables in one pass over the log and switched to at the end (reads keep answering). On
+    Postgres the projections are shared among processes, each making its own pass."""
     from tqdm import tqdm
 
     from projections.catchup import RebuildFailed
+    from projections.forked import default_processes
     from projections.supervisor import VECTORS
 
     container = _container(vectors=all_ or name == "vectors")
@@ -125,11 +129,12 @@ def projections_rebuild(name: str | None, all_: bool) -> None:
         sql = [n for n in names if n != VECTORS]
         failed: dict[str, BaseException] = {}
         if sql:
-            label = sql[0] if len(sql) == 1 else f"{len(sql)} projections, one pass"
+            label = sql[0] if len(sql) == 1 else f"{len(sql)} projections"
             started = time.perf_counter()
             with tqdm(total=head, desc=label, unit="ev") as bar:
                 try:
-                    rebuilt = supervisor.rebuild_all(sql, progress=bar.update)
+                    rebuilt = supervisor.rebuild_all(sql, progress=bar.update,
+                                                     processes=processes or default_processes())
                 except RebuildFailed as exc:
                     rebuilt, failed = exc.rebuilt, exc.failures
             elapsed = time.perf_counter() - started
@@ -139,7 +144,7 @@ def projections_rebuild(name: str | None, all_: bool) -> None:
                 else:
                     click.echo(f"{n}: FAILED ({type(failed[n]).__name__}: {failed[n]}); its tables are unchanged")
             applied = max(rebuilt.values(), default=0)
-            click.echo(f"rebuilt {len(rebuilt)} of {len(sql)} in {elapsed:.2f}s, reading the log once "
+            click.echo(f"rebuilt {len(rebuilt)} of {len(sql)} in {elapsed:.2f}s "
                        f"({applied / elapsed if elapsed else 0:,.0f} events/s)")
         if VECTORS in names:
             started = time.perf_counter()

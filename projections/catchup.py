@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import queue
 import threading
 import time
@@ -109,7 +110,7 @@ class _Build:
 
 def rebuild(projections: Sequence[Projection], source: EventSource, *, batch_size: int = REBUILD_BATCH,
             progress: Callable[[int], None] | None = None, timings: dict[str, dict[str, float]] | None = None,
-            max_rows: int = MAX_ROWS_IN_MEMORY) -> dict[str, int]:
+            max_rows: int = MAX_ROWS_IN_MEMORY, processes: int = 1) -> dict[str, int]:
     """Rebuild `projections` from the whole log in one pass: fold it into tables built beside the
     live ones, then switch each projection to them (with its position) under its tracking lock.
     Returns the events folded per projection. A projection that fails is left as it was (its new
@@ -124,111 +125,205 @@ def rebuild(projections: Sequence[Projection], source: EventSource, *, batch_siz
     written. SQLite has one writer: there the batches are read, folded and written one after the
     other. Python's cyclic garbage collector is paused meanwhile (`_collector_paused`).
 
-    `timings` (optional) receives, per projection, seconds the main thread spent folding (`fold`: the
-    handlers, in Python), writing (`write`; on Postgres: waiting for the writer), indexing (`index`)
-    and switching (`switch`); and, under "", the main thread's waits for the log (`read`), for the
-    writer (`write`) and for the indexes (`index`), and the busy seconds of the background threads
-    (`read_thread`, `write_thread`, `index_thread`)."""
+    `processes` > 1 (Postgres, a source that can be read from another process: `postgres_log`):
+    the projections are shared among that many processes (projections.forked), this one and
+    children forked from it, each making its own pass over the log for its share, so that more than
+    one core runs Python. A child that dies fails its projections only.
+
+    `timings` (optional) receives, per projection, seconds the main thread (of the process that rebuilt
+    it) spent folding (`fold`: the handlers, in Python), writing (`write`; on Postgres: waiting for the
+    writer), indexing (`index`) and switching (`switch`); and, under "", this process's main thread's
+    waits for the log (`read`), for the writer (`write`) and for the indexes (`index`), and the busy
+    seconds of its background threads (`read_thread`, `write_thread`, `index_thread`); the same for
+    each child under "process N"."""
+    if not projections:
+        return {}
+    engine = projections[0].engine
+    with WriterLock(engine, "rebuild").hold(wait=True), _collector_paused():  # one rebuild at a time
+        log_of = getattr(source, "postgres_log", None)
+        other_log = log_of() if (processes > 1 and len(projections) > 1 and engine.dialect.name == "postgresql"
+                                 and log_of is not None and hasattr(os, "fork")) else None
+        if other_log is None:
+            return _rebuild_here(projections, source, batch_size=batch_size, progress=progress, timings=timings,
+                                 max_rows=max_rows)
+        from projections import forked
+
+        groups = forked.share(projections, processes)
+        children = []
+        try:
+            here = list(groups[0])
+            for group in groups[1:]:
+                try:
+                    children.append(forked.start(group, partial(
+                        _rebuild_child, group, other_log, batch_size=batch_size, max_rows=max_rows)))
+                except OSError:  # no process to be had (limits, memory): this one rebuilds its share
+                    log.warning("could not start a rebuild process; rebuilding its share here", exc_info=True)
+                    here.extend(group)
+            failures: dict[str, BaseException] = {}
+            try:
+                rebuilt = _rebuild_here(here, source, batch_size=batch_size, progress=progress,
+                                        timings=timings, max_rows=max_rows)
+            except RebuildFailed as exc:
+                rebuilt, failures = dict(exc.rebuilt), dict(exc.failures)
+            for i, child in enumerate(children, start=2):
+                result = child.wait()
+                rebuilt.update(result.rebuilt)
+                failures.update(result.failures)
+                if result.failures:  # a child that died could not drop its new tables
+                    _drop_beside(engine, [p for p in child.projections if p.name in result.failures])
+                if timings is not None:
+                    child_timings = dict(result.timings)
+                    timings[f"process {i}"] = child_timings.pop("", {})
+                    timings.update(child_timings)
+        finally:
+            for child in children:  # an error here: stop the others and drop what they left
+                if child.running:
+                    child.stop()
+                    _drop_beside(engine, child.projections)
+    rebuilt = {p.name: rebuilt[p.name] for p in projections if p.name in rebuilt}
+    if failures:
+        raise RebuildFailed(failures, rebuilt)
+    return rebuilt
+
+
+def _rebuild_child(projections: list[Projection], source: Any, *, batch_size: int, max_rows: int
+                   ) -> tuple[dict[str, int], dict[str, BaseException], dict[str, dict[str, float]]]:
+    """The share of a forked child (projections.forked): on an engine and a log reader of its own (its
+    parent's connections are the parent's), under the parent's rebuild lock."""
+    from projections.db import engine_like
+
+    engine = engine_like(projections[0].engine)
+    for p in projections:
+        p.engine = engine
+    timings: dict[str, dict[str, float]] = {}
+    try:
+        try:
+            rebuilt, failures = _rebuild_here(projections, source, batch_size=batch_size, timings=timings,
+                                              max_rows=max_rows), {}
+        except RebuildFailed as exc:
+            rebuilt, failures = exc.rebuilt, exc.failures
+    finally:
+        source.close()
+        engine.dispose()
+    return rebuilt, failures, timings
+
+
+def _drop_beside(engine: Engine, projections: Sequence[Projection]) -> None:
+    try:
+        with write(engine) as conn:
+            for p in projections:
+                Beside.of(p.tables).drop(conn)
+    except Exception:  # noqa: BLE001 - best effort: the next rebuild drops them first
+        log.warning("could not drop the tables a failed rebuild left", exc_info=True)
+
+
+def _rebuild_here(projections: Sequence[Projection], source: EventSource, *, batch_size: int,
+                  progress: Callable[[int], None] | None = None, timings: dict[str, dict[str, float]] | None = None,
+                  max_rows: int = MAX_ROWS_IN_MEMORY) -> dict[str, int]:
+    """`rebuild` in this process, under the caller's rebuild lock."""
     if not projections:
         return {}
     engine = projections[0].engine
     failures: dict[str, BaseException] = {}
     shared: dict[str, float] = {}
+    started = time.perf_counter()
     pipelined = engine.dialect.name == "postgresql"
-    with WriterLock(engine, "rebuild").hold(wait=True), _collector_paused():  # one rebuild at a time
-        builds = []
-        for p in projections:
-            beside = Beside.of(p.tables)
-            builds.append(_Build(p, beside, p.unit(beside.tables, fresh=True, max_rows=max_rows)))
-        everything = list(builds)
-        position, event_at = 0, None
-        background: list[_Workers] = []
+    builds = []
+    for p in projections:
+        beside = Beside.of(p.tables)
+        builds.append(_Build(p, beside, p.unit(beside.tables, fresh=True, max_rows=max_rows)))
+    everything = list(builds)
+    position, event_at = 0, None
+    background: list[_Workers] = []
+    try:
+        with write(engine) as conn:
+            for b in builds:
+                b.beside.create(conn)
+        writer = indexer = None
+        if pipelined:
+            writer = _Workers(engine, 1, "write", failures, scratch=True, queued=WRITER_QUEUE)
+            indexer = _Workers(engine, INDEX_CONNECTIONS, "index", failures)
+            background = [writer, indexer]
+        # 1. one pass over the log, every projection folding the events it handles
+        takers: dict[type, tuple[_Build, ...]] = {}
+        pages = _Pages(source, batch_size, everything, shared, prefetch=pipelined)
         try:
-            with write(engine) as conn:
-                for b in builds:
-                    b.beside.create(conn)
-            writer = indexer = None
-            if pipelined:
-                writer = _Workers(engine, 1, "write", failures, scratch=True, queued=WRITER_QUEUE)
-                indexer = _Workers(engine, INDEX_CONNECTIONS, "index", failures)
-                background = [writer, indexer]
-            # 1. one pass over the log, every projection folding the events it handles
-            takers: dict[type, tuple[_Build, ...]] = {}
-            pages = _Pages(source, batch_size, everything, shared, prefetch=pipelined)
-            try:
-                for events, last, read in pages:
-                    mine = _share(events, everything, takers)
-                    if writer is not None:
-                        _fold_pipelined(engine, builds, mine, read, writer, failures)
-                    else:
-                        with write(engine) as conn:
-                            _scratch(conn)
-                            for b in list(builds):
-                                if not _step(conn, b, mine.get(b, ()), read, failures, final=False):
-                                    builds.remove(b)
-                    position, event_at = last.position, last.at
-                    if progress:
-                        progress(read)
-            finally:
-                pages.close()
-            # 2. the rows still in memory, then the indexes of the new tables
-            if writer is not None and indexer is not None:
-                _finish_pipelined(builds, writer, indexer, failures, shared)
-            else:
-                with write(engine) as conn:
-                    _scratch(conn)
-                    for b in list(builds):
-                        try:
-                            with conn.begin_nested():
-                                t = time.perf_counter()
-                                b.unit.flush(conn, final=True)
-                                b.clock("write", time.perf_counter() - t)
-                                t = time.perf_counter()
-                                b.beside.index(conn)
-                                b.clock("index", time.perf_counter() - t)
-                        except Exception as exc:  # noqa: BLE001 - isolated: the others go on
-                            _failed(b, exc, failures)
-                            builds.remove(b)
-            for w in background:
-                shared[f"{w.kind}_thread"] = w.busy
-                w.close()
-            background = []
-            # 3. switch each projection: under its tracking lock, fold what was logged since, swap tables
-            for b in list(builds):
-                try:
-                    t = time.perf_counter()
+            for events, last, read in pages:
+                mine = _share(events, everything, takers)
+                if writer is not None:
+                    _fold_pipelined(engine, builds, mine, read, writer, failures)
+                else:
                     with write(engine) as conn:
-                        if conn.dialect.name == "postgresql":  # the tracking row: an in-flight live batch
-                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT_S}s'")
-                        tracking.lock(conn, b.projection.name)
-                        at, until = position, event_at
-                        while True:
-                            more = source.read(at, batch_size)
-                            if not more:
-                                break
-                            b.unit.fold(conn, more)
-                            b.unit.flush(conn, final=True)
-                            b.applied += len(more)
-                            at, until = more[-1].position, more[-1].at
-                        b.beside.switch(conn, patience_s=SWITCH_LOCK_TIMEOUT_S)
-                        tracking.move(conn, b.projection.name, at, until)
-                    b.switched = True
-                    b.clock("switch", time.perf_counter() - t)
-                except Exception as exc:  # noqa: BLE001 - isolated: the others go on
-                    _failed(b, exc, failures)
-                    builds.remove(b)
+                        _scratch(conn)
+                        for b in list(builds):
+                            if not _step(conn, b, mine.get(b, ()), read, failures, final=False):
+                                builds.remove(b)
+                position, event_at = last.position, last.at
+                if progress:
+                    progress(read)
         finally:
-            for w in background:  # an error in the main thread: stop the background work first
-                w.close(abandon=True)
-            leftovers = [b for b in everything if not b.switched]
-            if leftovers:
-                try:
-                    with write(engine) as conn:
-                        for b in leftovers:
-                            b.beside.drop(conn)
-                except Exception:  # noqa: BLE001 - best effort: the next rebuild drops them first
-                    log.warning("could not drop the tables a failed rebuild left", exc_info=True)
+            pages.close()
+        # 2. the rows still in memory, then the indexes of the new tables
+        if writer is not None and indexer is not None:
+            _finish_pipelined(builds, writer, indexer, failures, shared)
+        else:
+            with write(engine) as conn:
+                _scratch(conn)
+                for b in list(builds):
+                    try:
+                        with conn.begin_nested():
+                            t = time.perf_counter()
+                            b.unit.flush(conn, final=True)
+                            b.clock("write", time.perf_counter() - t)
+                            t = time.perf_counter()
+                            b.beside.index(conn)
+                            b.clock("index", time.perf_counter() - t)
+                    except Exception as exc:  # noqa: BLE001 - isolated: the others go on
+                        _failed(b, exc, failures)
+                        builds.remove(b)
+        for w in background:
+            shared[f"{w.kind}_thread"] = w.busy
+            w.close()
+        background = []
+        # 3. switch each projection: under its tracking lock, fold what was logged since, swap tables
+        for b in list(builds):
+            try:
+                t = time.perf_counter()
+                with write(engine) as conn:
+                    if conn.dialect.name == "postgresql":  # the tracking row: an in-flight live batch
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT_S}s'")
+                    tracking.lock(conn, b.projection.name)
+                    at, until = position, event_at
+                    while True:
+                        more = source.read(at, batch_size)
+                        if not more:
+                            break
+                        b.unit.fold(conn, more)
+                        b.unit.flush(conn, final=True)
+                        b.applied += len(more)
+                        at, until = more[-1].position, more[-1].at
+                    b.beside.switch(conn, patience_s=SWITCH_LOCK_TIMEOUT_S)
+                    tracking.move(conn, b.projection.name, at, until)
+                b.switched = True
+                b.clock("switch", time.perf_counter() - t)
+            except Exception as exc:  # noqa: BLE001 - isolated: the others go on
+                _failed(b, exc, failures)
+                builds.remove(b)
+    finally:
+        for w in background:  # an error in the main thread: stop the background work first
+            w.close(abandon=True)
+        for b in everything:
+            b.unit.close()
+        leftovers = [b for b in everything if not b.switched]
+        if leftovers:
+            try:
+                with write(engine) as conn:
+                    for b in leftovers:
+                        b.beside.drop(conn)
+            except Exception:  # noqa: BLE001 - best effort: the next rebuild drops them first
+                log.warning("could not drop the tables a failed rebuild left", exc_info=True)
     if timings is not None:
+        shared["wall"] = time.perf_counter() - started
         timings[""] = shared
         for b in builds:
             timings[b.projection.name] = b.timings
@@ -251,7 +346,7 @@ READ_AHEAD = 2
 class _Pages:
     """The log, page by page: (the events some projection handles, the last event read, how many
     were read). Only the events whose class some projection handles are decoded (when the source
-    can tell from the topic: `read_wanted`). With `prefetch`, a thread reads the next pages while
+    can tell from the topic: `open_pass` or `read_wanted`). With `prefetch`, a thread reads the next pages while
     the caller folds this one (the database answers the query meanwhile, and psycopg waits for it
     without the GIL)."""
 
@@ -266,6 +361,8 @@ class _Pages:
         self.queue: queue.Queue | None = queue.Queue(READ_AHEAD) if prefetch else None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
+        #: The source's reader for this pass (`open_pass`: on Postgres a connection of its own), if it has one.
+        self.log_pass: Any = None
 
     def _wanted(self, topic: str) -> bool:
         found = self.wanted_topics.get(topic)
@@ -276,7 +373,9 @@ class _Pages:
 
     def _read(self, after: int) -> tuple[list[Envelope], Envelope | None, int]:
         t = time.perf_counter()
-        read_wanted = getattr(self.source, "read_wanted", None)
+        if self.log_pass is None and hasattr(self.source, "open_pass"):
+            self.log_pass = self.source.open_pass()
+        read_wanted = self.log_pass.read_wanted if self.log_pass is not None else getattr(self.source, "read_wanted", None)
         if read_wanted is not None:
             page = read_wanted(after, self.batch_size, self._wanted)
         else:
@@ -335,6 +434,9 @@ class _Pages:
         if self.thread is not None:
             self.thread.join()
             self.shared["read_thread"] = self.read_s
+        if self.log_pass is not None:
+            self.log_pass.close()
+            self.log_pass = None
 
 
 def _share(events: list[Envelope], builds: list[_Build], takers: dict[type, tuple[_Build, ...]]

@@ -50,6 +50,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def engine_like(engine: Engine, *, pool_size: int = 4) -> Engine:
+    """A new engine to the same database with a pool of its own: what a forked process uses (its
+    parent's pooled connections are the parent's sessions)."""
+    return make_engine(engine.url.render_as_string(hide_password=False), pool_size=pool_size)
+
+
 @contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
     """A write transaction: committed on success, rolled back on any exception."""

@@ -124,12 +124,13 @@ class ProjectionSupervisor:
         return self.rebuild_all([name], progress)[name]
 
     def rebuild_all(self, names: list[str] | None = None, progress: Callable[[int], None] | None = None,
-                    timings: dict[str, dict[str, float]] | None = None) -> dict[str, int]:
+                    timings: dict[str, dict[str, float]] | None = None, processes: int = 1) -> dict[str, int]:
         """Rebuild the named projections (default: every SQL read model, and the vector index when
         this process writes it). The SQL read models are rebuilt in ONE pass over the log
         (catchup.rebuild): each batch is read and decoded once and folded into every projection's
-        new tables. Returns the events folded per projection; raises catchup.RebuildFailed naming
-        those that failed (left as they were) after the others were rebuilt."""
+        new tables; `processes` > 1 shares the projections among that many processes on Postgres
+        (projections.forked). Returns the events folded per projection; raises catchup.RebuildFailed
+        naming those that failed (left as they were) after the others were rebuilt."""
         wanted = names if names is not None else [*self.sql, *([VECTORS] if self.vectors else [])]
         unknown = [n for n in wanted if n not in self.sql and n != VECTORS]
         if unknown:
@@ -139,7 +140,7 @@ class ProjectionSupervisor:
         sql = [self.sql[n] for n in wanted if n in self.sql]
         try:
             rebuilt = catchup.rebuild(sql, self.source, batch_size=max(self.batch_size, catchup.REBUILD_BATCH),
-                                      progress=progress, timings=timings) if sql else {}
+                                      progress=progress, timings=timings, processes=processes) if sql else {}
         finally:
             self._notify()
         if VECTORS in wanted:
