@@ -10,19 +10,10 @@ import time
 
 import pytest
 
-from application import Principal
 from domain.errors import Conflict, LimitExceeded
 from domain.permissions import PLAN_LIMITS, Plan
 from domain.quota import PromptQuota
-
-
-def _owner_and_org(app, plan: str = "PRO"):
-    user_id, _ = app.register_user("batches@example.com", "correct horse battery", "B", "r")
-    owner = Principal.user(user_id)
-    org = app.create_organisation(owner, "Batches", "r").id
-    if plan != "FREE":
-        app.update_organisation(owner, org, "plan", plan=plan)
-    return owner, org
+from tests.integration.test_org_write_contention import _owner_and_org
 
 
 def _queued_behind_the_lock(app, org, calls: dict[str, callable]) -> dict[str, object]:
