@@ -15,9 +15,9 @@ from eventsourcing.utils import strtobool
 
 from application.access_cache import AccessCache
 from application.coalesce import SaveCoalescer
-from application.quota_batches import QuotaBatches
 from application.commands import CommandObserver
 from application.log_head import LogHead
+from application.quota_batches import QuotaBatches
 from application.request_access import AccessReads, RequestAccess
 from application.serialise import KeyedLocks
 from application.policy import AccessPolicy, Grant, org_not_found
@@ -61,10 +61,10 @@ class BaseApp(Application[UUID]):
         self.log_head: LogHead | None = None
         self.access_cache: AccessCache | None = None
         self._request_reads = AccessReads(self.repository.get)
-        #: Group commit of concurrent saves (application.coalesce), on Postgres when the env says
-        #: COALESCE_SAVES=y (the composition root does, from PROMPTFORGE_COALESCE_SAVES: adr/0022).
         #: Prompt creations counted on their organisation's quota and saved in batches (adr/0025).
         self.quota_batches = QuotaBatches(self.quota_lock, self._prompt_quota, self._save)
+        #: Group commit of concurrent saves (application.coalesce), on Postgres when the env says
+        #: COALESCE_SAVES=y (the composition root does, from PROMPTFORGE_COALESCE_SAVES: adr/0022).
         self.save_coalescer: SaveCoalescer | None = None
         if strtobool(self.env.get("COALESCE_SAVES", "n")) and type(self.recorder).__module__ == "eventsourcing.postgres":
             self.save_coalescer = SaveCoalescer(self.recorder.insert_events)
