@@ -145,11 +145,6 @@ class BaseApp(Application[UUID]):
         head = checked_head if checked_head is not None else self.log_head.check()
         return RequestAccess(self._cached_reads if cached_only else self._request_reads, head)
 
-    def org_lock(self, org_id: UUID):
-        """The organisation's command lock, as `@command(serialise="org_id")` takes it (same key):
-        for a command that holds it for part of its work only (adr/0019, adr/0022)."""
-        return self.command_locks.hold(f"org_id:{org_id}")
-
     def quota_lock(self, org_id: UUID):
         """The lock of the organisation's prompt counter (domain.quota, adr/0025): prompt creations
         queue on it (in the process, and across processes on Postgres) instead of colliding on the

@@ -208,7 +208,7 @@ def test_commit_listeners_are_told_after_the_command_and_its_lock(world):
         got = threading.Event()
 
         def take() -> None:
-            with app.org_lock(org), app.quota_lock(org):
+            with app.command_locks.hold(f"org_id:{org}"), app.quota_lock(org):
                 got.set()
 
         t = threading.Thread(target=take)
