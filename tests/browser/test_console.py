@@ -10,6 +10,7 @@ import uuid
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import AXE, PASSWORD, new_context, screenshot, sign_in
 
@@ -79,7 +80,9 @@ def test_register_and_sign_in_with_the_keyboard(browser, site):
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Register").click()
     page.wait_for_url("**/console/login?done=registered")
-    # Keyboard only: the email field has the focus, Tab to the password, Enter submits.
+    # Keyboard only: the email field has the focus, Tab to the password, Enter submits. The browser
+    # applies `autofocus` after the load event, so wait for it: keys typed before it are lost.
+    expect(page.get_by_label("Email")).to_be_focused()
     page.keyboard.type(email)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
