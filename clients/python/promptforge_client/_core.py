@@ -300,14 +300,17 @@ class Cache:
     # -- the change feed ----------------------------------------------------------------------------
     def affected(self, change: Change) -> list[tuple[Entry, bool]]:
         """The entries a change can affect (see `touches`), each with whether the refresh must skip
-        the ETag (a rename keeps the version, hence the ETag, but changes the name)."""
+        the ETag (a rename keeps the version, hence the ETag, but changes the name). An entry read at
+        or after the change's position already shows it: the feed's own read model may trail the
+        catalogue, so a change can arrive after a fetch that asked for a later position."""
         out: dict[Key, tuple[Entry, bool]] = {}
         with self.lock:
             if change.type.startswith(PROMPT_CHANGE_PREFIX) and change.prompt_id:
                 force = change.type == "prompt.renamed"
                 for key in self.by_id.get(change.prompt_id, ()):
                     entry = self.entries.get(key)
-                    if entry is not None and touches(entry, change.type, change.prompt_id, change.label):
+                    if (entry is not None and not _reflects(entry, change.position)
+                            and touches(entry, change.type, change.prompt_id, change.label)):
                         out[key] = (entry, force)
                 if change.type in ("prompt.created", "prompt.renamed", "prompt.restored"):
                     self.failures.clear()  # a name that failed may resolve now
@@ -320,13 +323,20 @@ class Cache:
                         continue
                     for key in self.by_id.get(pid, ()):
                         entry = self.entries.get(key)
-                        if entry is not None and touches(entry, "prompt.label_moved", pid, change.label):
+                        if (entry is not None and not _reflects(entry, change.position)
+                                and touches(entry, "prompt.label_moved", pid, change.label)):
                             out[key] = (entry, False)
         return list(out.values())
 
     def every_entry(self) -> list[Entry]:
         with self.lock:
             return list(self.entries.values())
+
+
+def _reflects(entry: Entry, position: int) -> bool:
+    """Whether the entry was read at log position `position` or later (its fetch asked the server
+    for at least that position: `Prompt.position`), so it already shows the change made there."""
+    return (entry.prompt.position or 0) >= position
 
 
 def touches(entry: Entry, kind: str, prompt_id: str, label: str | None) -> bool:

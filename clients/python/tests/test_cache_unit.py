@@ -281,6 +281,45 @@ def test_stub_sse_stream_invalidates_exactly_the_affected_entries(registry):
         assert c.get_prompt("greet", version=1).version == 1
 
 
+def test_a_change_the_entry_already_shows_refreshes_nothing(registry):
+    """The feed's read model may trail the catalogue: a change can arrive after a fetch that asked
+    for a later position (the client's own write, or `observe_position`). That entry already shows
+    it: no refresh. A later change still refreshes it."""
+    release = threading.Event()
+    late = {"position": 7, "at": "2026-01-01T00:00:00Z", "type": "prompt.label_moved", "audience": "prompts",
+            "prompt_id": PID, "name": "greet", "version": 1, "label": "production", "actor": "user:x",
+            "details": {"from_version": None, "to_version": 1}}
+    later = dict(late, position=11, version=2, details={"from_version": 1, "to_version": 2})
+
+    def stream_body():
+        yield b": connected\n\n: caught-up\n\n"
+        release.wait(5)
+        yield f"id: 7\nevent: prompt.label_moved\ndata: {json.dumps(late)}\n\n".encode()
+        release.clear()
+        release.wait(5)
+        yield f"id: 11\nevent: prompt.label_moved\ndata: {json.dumps(later)}\n\n".encode()
+        time.sleep(5)
+
+    def handler(request):
+        if request.url.path.endswith("/changes/stream"):
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=stream_body())
+        return registry.handler(request)
+
+    with Client("http://registry.test", api_key="k", org_id=ORG, transport=httpx.MockTransport(handler),
+                watch=True, ttl=3600) as c:
+        assert c.wait_until_watching(5)
+        c.observe_position(10)
+        assert c.get_prompt("greet").position == 10
+        release.set()
+        assert wait_for(lambda: c._last_event_id == 7)
+        time.sleep(0.1)
+        assert len(registry.fetches()) == 1  # the copy read at 10 already shows the change at 7
+        registry.version = 2
+        release.set()
+        assert wait_for(lambda: c.get_prompt("greet").version == 2)
+        assert [r.url.params["min_position"] for r in registry.fetches()] == ["10", "11"]
+
+
 def test_change_feed_pages_read_the_writes_the_client_has_seen(registry):
     """A page of the feed passes the position this client has observed as min_position (the feed is
     its own read model and may trail the catalogue a moment), on the sync and async clients alike."""
