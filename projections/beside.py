@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Column, Connection, Index, MetaData, Table, UniqueConstraint, text
 from sqlalchemy.exc import OperationalError
 
-from projections.batch import group_index_name
+from projections.batch import group_index_name, key_name
 
 SUFFIX = "__next"
 #: How long the switch waits for one attempt at the live tables' locks (Postgres), far below
@@ -64,10 +64,18 @@ class Beside:
         return out
 
     def create(self, conn: Connection) -> None:
-        """(Re)create the new tables, empty (a crashed rebuild may have left some behind)."""
+        """(Re)create the new tables, empty (a crashed rebuild may have left some behind). On Postgres
+        without their primary key: it is built after the load, with the other indexes (`index_steps`),
+        from sorted rows, instead of being updated row by row by every COPY (the server's CPU per row
+        of a rebuild: COPYing 80k tag rows into a table with its key took 355 ms, 62 ms without it and
+        138 ms to build the key after; see adr/0026). A fresh unit holds every key in memory and
+        refuses a duplicate itself (`batch.DuplicateRow`); an appended table's duplicate fails the
+        building of its key, so the projection fails either way, as with the key in place."""
         self.drop(conn)
         for new in self.tables.values():
             new.create(conn)
+            if conn.dialect.name == "postgresql" and new.primary_key.columns:
+                conn.exec_driver_sql(f"ALTER TABLE {_q(conn, new.name)} DROP CONSTRAINT {_q(conn, key_name(new))}")
 
     def drop(self, conn: Connection) -> None:
         for new in self.tables.values():
@@ -93,6 +101,12 @@ class Beside:
             return steps
         hooks = HOOKS.get(live.name)
         indexes = self._index_statements(live)
+        key = [c.name for c in new.primary_key.columns]
+        if key:  # the primary key as a unique index, built beside the others (it may exist already: a unit
+            # that ran out of memory builds it before it reads rows back), made the key in the last step
+            indexes.insert(1 if hooks and hooks.index else 0, lambda conn: conn.exec_driver_sql(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(conn, key_name(new))} ON {_q(conn, new.name)} "
+                f"({', '.join(_q(conn, c) for c in key)})"))
         if indexes:
             steps.append(indexes)
         if hooks and hooks.index:
@@ -101,10 +115,17 @@ class Beside:
             # as building the index itself (0.75 s for 27k prompts), at the end of the critical path.
             # A column-list ANALYZE leaves the table's count of changes since the last analyze as it
             # is, so autovacuum analyzes the table (expression included) shortly after the switch.
-            columns = ", ".join(f'"{c.name}"' for c in new.columns)
-            steps.append([lambda conn: conn.exec_driver_sql(f"ANALYZE {_q(conn, new.name)} ({columns})")])
+            columns = " (" + ", ".join(f'"{c.name}"' for c in new.columns) + ")"
         else:
-            steps.append([lambda conn: conn.exec_driver_sql(f"ANALYZE {_q(conn, new.name)}")])
+            columns = ""
+
+        def last(conn: Connection) -> None:
+            if key:
+                conn.exec_driver_sql(f"ALTER TABLE {_q(conn, new.name)} ADD CONSTRAINT {_q(conn, key_name(new))} "
+                                     f"PRIMARY KEY USING INDEX {_q(conn, key_name(new))}")
+            conn.exec_driver_sql(f"ANALYZE {_q(conn, new.name)}{columns}")
+
+        steps.append([last])
         return steps
 
     def _index_statements(self, live: Table) -> list[Callable[[Connection], None]]:
@@ -178,3 +199,4 @@ def _live_name(name: str, new_table: str, live_table: str) -> str:
 
 def _q(conn: Connection, name: str) -> str:
     return conn.dialect.identifier_preparer.quote(name)
+

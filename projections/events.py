@@ -24,6 +24,21 @@ class _once:
         return value
 
 
+#: The text of the UUIDs envelopes were asked for (`str(uuid)` formats it anew each time, ~1 µs; a
+#: rebuild asks for an org's and a prompt's id over and over). Bounded: emptied when full.
+_TEXT: dict[Any, str] = {}
+_TEXT_MAX = 50_000
+
+
+def _text(value: Any) -> str:
+    found = _TEXT.get(value)
+    if found is None:
+        if len(_TEXT) >= _TEXT_MAX:
+            _TEXT.clear()
+        found = _TEXT[value] = str(value)
+    return found
+
+
 @dataclass(frozen=True)
 class Envelope:
     """A domain event with its position in the application's log. Its derived attributes are
@@ -38,11 +53,11 @@ class Envelope:
         org = getattr(self.event, "org_id", None)
         if org is None and isinstance(self.event, Organisation.Event):
             org = self.event.originator_id
-        return str(org) if org is not None else ""
+        return _text(org) if org is not None else ""
 
     @_once
     def target_id(self) -> str:
-        return str(self.event.originator_id)
+        return _text(self.event.originator_id)
 
     @_once
     def actor(self) -> str:

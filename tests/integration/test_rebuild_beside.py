@@ -198,6 +198,7 @@ def test_rebuilt_tables_have_the_layout_create_all_makes(container):
                     sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
                            for i in inspector.get_indexes(t.name) if i["name"]),
                     tuple(inspector.get_pk_constraint(t.name)["constrained_columns"]),
+                    inspector.get_pk_constraint(t.name)["name"],  # built after the load on Postgres (adr/0026)
                     sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(t.name)),
                     [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(t.name)],
                 )
@@ -216,6 +217,29 @@ def test_rebuilt_tables_have_the_layout_create_all_makes(container):
             fts = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
                                        "AND indexname = 'ix_rm_prompts_fts'").scalar()
         assert fts and "gin" in fts.lower()
+
+
+class Twice(LabelHistory):
+    """Appends a label move's row twice: a duplicate primary key in an appended table."""
+
+    def apply(self, batch, unit):
+        super().apply(batch, unit)
+        state = unit.states[self.table]
+        state.pending.extend(list(state.pending))
+
+
+def test_a_duplicate_key_fails_the_rebuild_of_its_projection_only(container):
+    """Tables built beside get their primary key after the load (Postgres, adr/0026): a duplicate key
+    an appended table received then fails the building of the key, and so the projection's rebuild,
+    exactly as the COPY failed when the key was there from the start."""
+    _world(container)
+    before = dump(container.engine, container.label_history)
+    projections = [p if p.name != "label_history" else Twice(container.engine) for p in container.projections.values()]
+    with pytest.raises(RebuildFailed) as failed:
+        catchup.rebuild(projections, container.supervisor.source, batch_size=50)
+    assert set(failed.value.failures) == {"label_history"}
+    assert dump(container.engine, container.label_history) == before
+    assert _leftovers(container) == []
 
 
 class Broken(LabelHistory):
