@@ -332,7 +332,7 @@ class Unit:
             for state in keyed:
                 state.forget()
                 # later batches load rows by key from the target: give it its key's index (built beside
-                # without it, adr/0026; made the primary key after the load)
+                # without it, adr/0027; made the primary key after the load)
                 ops.append(Write(state, KEY_INDEX, []))
                 if state.group_columns and state.group_columns != state.key_columns[:len(state.group_columns)]:
                     # later batches load groups from the target: give them an index (dropped before the switch)

@@ -68,7 +68,7 @@ class Beside:
         without their primary key: it is built after the load, with the other indexes (`index_steps`),
         from sorted rows, instead of being updated row by row by every COPY (the server's CPU per row
         of a rebuild: COPYing 80k tag rows into a table with its key took 355 ms, 62 ms without it and
-        138 ms to build the key after; see adr/0026). A fresh unit holds every key in memory and
+        138 ms to build the key after; see adr/0027). A fresh unit holds every key in memory and
         refuses a duplicate itself (`batch.DuplicateRow`); an appended table's duplicate fails the
         building of its key, so the projection fails either way, as with the key in place."""
         self.drop(conn)
