@@ -198,7 +198,7 @@ def test_rebuilt_tables_have_the_layout_create_all_makes(container):
                     sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
                            for i in inspector.get_indexes(t.name) if i["name"]),
                     tuple(inspector.get_pk_constraint(t.name)["constrained_columns"]),
-                    inspector.get_pk_constraint(t.name)["name"],  # built after the load on Postgres (adr/0026)
+                    inspector.get_pk_constraint(t.name)["name"],  # built after the load on Postgres (adr/0027)
                     sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(t.name)),
                     [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(t.name)],
                 )
@@ -229,7 +229,7 @@ class Twice(LabelHistory):
 
 
 def test_a_duplicate_key_fails_the_rebuild_of_its_projection_only(container):
-    """Tables built beside get their primary key after the load (Postgres, adr/0026): a duplicate key
+    """Tables built beside get their primary key after the load (Postgres, adr/0027): a duplicate key
     an appended table received then fails the building of the key, and so the projection's rebuild,
     exactly as the COPY failed when the key was there from the start."""
     _world(container)
