@@ -279,11 +279,8 @@ def _org_scope(request: Request, org_id: str, permission: Permission | None) -> 
 def org_scope(permission: Permission | None = None):
     """Dependency: the caller's access to `{org_id}` (404 outside the tenancy; 403 without `permission`)."""
 
-    async def dependency(org_id: str, request: Request, _doc=Depends(_bearer_doc)) -> OrgScope:
-        # On the event loop (adr/0026): the log-head check shared with the requests waiting at that
-        # moment and the rate-limit hits pipelined to Redis, as the fetch's fast path does; a thread
-        # hop only for what is not cached (org_scope_on_loop).
-        return await org_scope_on_loop(request, org_id, permission)
+    def dependency(org_id: str, request: Request, _doc=Depends(_bearer_doc)) -> OrgScope:
+        return _org_scope(request, org_id, permission)
 
     dependency.permission = permission  # for fast paths (org_scope_on_loop)
     return dependency
