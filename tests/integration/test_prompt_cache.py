@@ -86,3 +86,17 @@ def test_a_change_committed_after_the_commands_head_check_fails_its_save_and_is_
                             checked_head=checked)
     assert stale.value.code == "PROMPT_VERSION_CONFLICT"
     assert [v["template"] for v in second.read_prompt(owner, org, prompt).versions] == ["one", "two", "three"]
+
+
+def test_a_command_given_its_requests_head_check_does_not_read_the_head_again(two):
+    """Over HTTP the org scope's check (made after the request began) is handed to the command."""
+    first, _ = two
+    owner, org, prompt = _setup(first)
+    checked = first.log_head.check()
+    original, calls = first.log_head.check, []
+    first.log_head.check = lambda: calls.append(1) or original()
+    first.revise_prompt(owner, org, prompt, base_version=1, template="two", request_id="r", checked_head=checked)
+    first.create_prompt(owner, org, name="q", template="q", request_id="r", checked_head=checked)
+    assert calls == []
+    first.revise_prompt(owner, org, prompt, base_version=2, template="three", request_id="r")
+    assert calls == [1]
