@@ -34,14 +34,10 @@ class Nudger:
     workers' periodic tick guarantees progress, so a Redis outage only delays read models. After
     a failure, sends are skipped for `cooldown` seconds so commands never queue on a dead socket.
 
-    One message per new position at most, and one send at a time per process (adr/0026): a commit
-    told while another thread is sending leaves its position pending and returns; the sending
-    thread, once its send is done, sends the highest pending position, until none is left. A
-    position at or below one already sent is not sent again: that message was sent after the
-    position was committed (commits become visible in id order), so the catch-up it triggers folds
-    it. So the creations of one batch (adr/0025), which all end at the batch's position, and the
-    commits that land during a send cost one message, not one each (each message is a catch-up
-    check, and often a catch-up round, in a worker)."""
+    A position at or below one this process already nudged is not sent again (adr/0026): that nudge
+    was sent after the position was committed (commits become visible in id order), so the catch-up
+    it triggers folds it. The creations of one batch (adr/0025) all end at the batch's position:
+    one message for the batch instead of one per creation (each one a catch-up check in a worker)."""
 
     def __init__(self, broker: RedisBroker, cooldown: float = 2.0):
         self.broker = broker
@@ -50,38 +46,14 @@ class Nudger:
         self._lock = threading.Lock()
         self.sent = 0
         self.failed = 0
-        #: Positions not sent because a message sent (or tried) after them covers them.
         self.skipped = 0
-        #: The highest position a send was made (or tried, while Redis was down) for.
-        self._done_up_to = 0
-        #: The highest position told; a thread is sending while `_sending`.
-        self._pending = 0
-        self._sending = False
+        #: The highest position sent successfully (a failed send does not count).
+        self._sent_up_to = 0
 
     def __call__(self, position: int) -> None:
-        with self._lock:
-            if position <= self._done_up_to or position <= self._pending:
-                self.skipped += 1
-                return
-            self._pending = position
-            if self._sending:  # that thread sends it when its send is done
-                return
-            self._sending = True
-        try:
-            while True:
-                with self._lock:
-                    wanted = self._pending
-                    if wanted <= self._done_up_to:
-                        self._sending = False
-                        return
-                    self._done_up_to = wanted
-                self._send(wanted)
-        except BaseException:
-            with self._lock:
-                self._sending = False
-            raise
-
-    def _send(self, position: int) -> None:
+        if position <= self._sent_up_to:
+            self.skipped += 1
+            return
         if time.monotonic() < self._down_until:
             self.failed += 1
             return
@@ -89,6 +61,8 @@ class Nudger:
         try:
             self.broker.enqueue(message)
             self.sent += 1
+            with self._lock:
+                self._sent_up_to = max(self._sent_up_to, position)
         except Exception as exc:  # any broker/connection error: never fail the command
             with self._lock:
                 self._down_until = time.monotonic() + self.cooldown
