@@ -32,12 +32,7 @@ class Nudger:
 
     Best-effort by design (adr/0006): events are already durable in the event store and the
     workers' periodic tick guarantees progress, so a Redis outage only delays read models. After
-    a failure, sends are skipped for `cooldown` seconds so commands never queue on a dead socket.
-
-    A position at or below one this process already nudged is not sent again (adr/0026): that nudge
-    was sent after the position was committed (commits become visible in id order), so the catch-up
-    it triggers folds it. The creations of one batch (adr/0025) all end at the batch's position:
-    one message for the batch instead of one per creation (each one a catch-up check in a worker)."""
+    a failure, sends are skipped for `cooldown` seconds so commands never queue on a dead socket."""
 
     def __init__(self, broker: RedisBroker, cooldown: float = 2.0):
         self.broker = broker
@@ -46,14 +41,8 @@ class Nudger:
         self._lock = threading.Lock()
         self.sent = 0
         self.failed = 0
-        self.skipped = 0
-        #: The highest position sent successfully (a failed send does not count).
-        self._sent_up_to = 0
 
     def __call__(self, position: int) -> None:
-        if position <= self._sent_up_to:
-            self.skipped += 1
-            return
         if time.monotonic() < self._down_until:
             self.failed += 1
             return
@@ -61,8 +50,6 @@ class Nudger:
         try:
             self.broker.enqueue(message)
             self.sent += 1
-            with self._lock:
-                self._sent_up_to = max(self._sent_up_to, position)
         except Exception as exc:  # any broker/connection error: never fail the command
             with self._lock:
                 self._down_until = time.monotonic() + self.cooldown
