@@ -21,6 +21,7 @@ from application.quota_batches import QuotaBatches
 from application.request_access import AccessReads, RequestAccess
 from application.serialise import KeyedLocks
 from application.policy import AccessPolicy, Grant, org_not_found
+from application.prompt_cache import PromptCache
 from application.principal import Principal
 from application.results import CommandResult
 from domain.api_key import ApiKey
@@ -60,6 +61,9 @@ class BaseApp(Application[UUID]):
         #: composition root wires the access cache (`use_access_cache`).
         self.log_head: LogHead | None = None
         self.access_cache: AccessCache | None = None
+        #: Prompts this process saved, for its next command on them (application.prompt_cache,
+        #: adr/0026): wired with the log head, which keeps it current.
+        self.prompt_cache: PromptCache | None = None
         self._request_reads = AccessReads(self.repository.get)
         #: Prompt creations counted on their organisation's quota and saved in batches (adr/0025).
         self.quota_batches = QuotaBatches(self.quota_lock, self._prompt_quota, self._save)
@@ -117,19 +121,25 @@ class BaseApp(Application[UUID]):
         grant = self.policy.grant(principal, org_id)
         return grant.require(permission) if permission is not None else grant
 
-    def authorise(self, principal: Principal, org_id: UUID, permission: Permission | None = None) -> Grant:
+    def authorise(self, principal: Principal, org_id: UUID, permission: Permission | None = None, *,
+                  checked_head: int | None = None) -> Grant:
         """`grant`, for commands and reads that never write the Organisation (the prompt commands):
         with the access cache wired (adr/0020), after a fresh read of the log head, from the cached
         aggregates: as current as loading them from the repository, without the loads (a read of
         the new events, a replay and a deep copy of the organisation and, for a key, of the key).
-        `grant.org` is shared and read-only; commands that change the Organisation use `grant`."""
+        `grant.org` is shared and read-only; commands that change the Organisation use `grant`.
+        `checked_head`: a `log_head.check()` made for this command's request after the request began
+        (the HTTP scope's, adr/0026): not repeated; every event committed before the request began
+        is at or below it, so authorisation is still current on the next request."""
         if self.log_head is None:
             return self.grant(principal, org_id, permission)
-        return self.request_access().grant(principal, org_id, permission)
+        return self.request_access(checked_head=checked_head).grant(principal, org_id, permission)
 
     def use_access_cache(self, head: LogHead, cache: AccessCache) -> None:
         """Serve `request_access()` from `cache`, kept current by `head` (adr/0020)."""
         head.subscribe(cache.evict)
+        self.prompt_cache = PromptCache()
+        head.subscribe(self.prompt_cache.changed)
         self._request_reads = AccessReads(cache.get)
         self._cached_reads = AccessReads(cache.peek)
         self.access_cache = cache
@@ -170,6 +180,18 @@ class BaseApp(Application[UUID]):
     def _save(self, *aggregates) -> int | None:
         recordings = self.save(*aggregates)
         return recordings[-1].notification.id if recordings else None
+
+    def _save_kept(self, kept, *others) -> int | None:
+        """`_save(kept, *others)`, then `kept` (a Prompt) is left in the prompt cache for this
+        process's next command on it (application.prompt_cache): the caller must not touch it again."""
+        recordings = self.save(kept, *others)
+        if not recordings:
+            return None
+        if self.prompt_cache is not None:
+            own = [r.notification.id for r in recordings if r.domain_event.originator_id == kept.id]
+            if own:
+                self.prompt_cache.offer(kept, own[-1])
+        return recordings[-1].notification.id
 
     def _load(self, aggregate_id: UUID, cls: type[T], not_found: Callable[[], NotFound]) -> T:
         """The aggregate, or `not_found()` raised (a fresh exception each time) when there is no

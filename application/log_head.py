@@ -16,8 +16,9 @@ import threading
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
-#: A listener is told the originator ids of the new events, or None: "forget everything" (the first
-#: check of the process, or a gap too long to read), and the head they go up to.
+#: A listener is told the originator ids of the new events (a dict: id -> the position of its last
+#: new event), or None: "forget everything" (the first check of the process, or a gap too long to
+#: read), and the head they go up to.
 Listener = Callable[[Iterable[UUID] | None, int], None]
 
 
@@ -115,14 +116,15 @@ class LogHead:
         self._head = head
         return head
 
-    def _originators(self, after: int, head: int) -> set[UUID]:
-        """The originator ids of the events with `after` < id <= `head`, read in batches."""
-        ids: set[UUID] = set()
+    def _originators(self, after: int, head: int) -> dict[UUID, int]:
+        """The originator ids of the events with `after` < id <= `head`, read in batches, each with
+        the position of its last event there (listeners that only need the ids iterate the keys)."""
+        ids: dict[UUID, int] = {}
         start = after + 1
         while start <= head:
             notifications = self._recorder.select_notifications(start, self._batch, stop=head)
             for notification in notifications:
-                ids.add(notification.originator_id)
+                ids[notification.originator_id] = notification.id
             if len(notifications) < self._batch:
                 break
             start = notifications[-1].id + 1

@@ -47,7 +47,7 @@ class PromptCommands(BaseApp):
         self, principal: Principal, org_id: UUID, *, name: str, template: str | None = None,
         variables: list | None = None, model_config: dict[str, Any] | None = None, tags: list[str] | None = None,
         message: str = "", request_id: str, idempotency_key: str | None = None, type: str = "text",
-        messages: list | None = None, template_format: str | None = None,
+        messages: list | None = None, template_format: str | None = None, checked_head: int | None = None,
     ) -> CommandResult:
         """Counted on the organisation's prompt quota (domain.quota, adr/0025), in the same save as
         the prompt; concurrent creations in the organisation are counted and saved together under
@@ -69,7 +69,7 @@ class PromptCommands(BaseApp):
                 taken = self._exists(prompt_name_index_id(org_id, prompt.name))
         except DomainError as exc:
             refused = exc
-        org = self.authorise(principal, org_id, Permission.PROMPTS_WRITE).org
+        org = self.authorise(principal, org_id, Permission.PROMPTS_WRITE, checked_head=checked_head).org
         if refused is not None:
             raise refused
         if replay is not None:
@@ -87,21 +87,23 @@ class PromptCommands(BaseApp):
         self, principal: Principal, org_id: UUID, prompt_id: UUID, *, base_version: int, request_id: str,
         template: str | None = None, variables: list | None = None, model_config: dict[str, Any] | None = None,
         tags: list[str] | None = None, message: str = "", idempotency_key: str | None = None,
-        messages: list | None = None, template_format: str | None = None,
+        messages: list | None = None, template_format: str | None = None, checked_head: int | None = None,
     ) -> CommandResult:
+        """`checked_head`: the request's own check of the log head (BaseApp.authorise)."""
         fingerprint = request_fingerprint({"base_version": base_version, "template": template, "variables": variables,
                                            "model_config": model_config, "tags": tags, "message": message,
                                            **_given(messages=messages, template_format=template_format)})
         token = idempotent_id(principal.actor, f"prompt:{prompt_id}:revisions", idempotency_key).hex if idempotency_key else ""
-        self.authorise(principal, org_id, Permission.PROMPTS_WRITE)
-        prompt = self._prompt(org_id, prompt_id)
+        self.authorise(principal, org_id, Permission.PROMPTS_WRITE, checked_head=checked_head)
+        prompt = self._prompt_to_change(org_id, prompt_id)
         if token and (done := prompt.revision_for(token, fingerprint)) is not None:
             return CommandResult(prompt_id, self.head_position(), version=done, replayed=True)
         prompt.revise(base_version, template=template, variables=variables, model_config=model_config, tags=tags,
                       message=message, idempotency=token, request_hash=fingerprint, messages=messages,
                       template_format=template_format)
         self._check_composition(org_id, prompt, prompt.versions[-1])
-        return CommandResult(prompt_id, self._save(prompt), version=prompt.latest_version)
+        version = prompt.latest_version
+        return CommandResult(prompt_id, self._save_kept(prompt), version=version)
 
     @command
     def rename_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, name: str,
@@ -109,7 +111,7 @@ class PromptCommands(BaseApp):
         """Move a prompt to another name or folder. Its old names stay claimed as aliases, so fetches
         and includes by an old name keep resolving (adr/0013); another prompt's name or alias is 409."""
         self.authorise(principal, org_id, Permission.PROMPTS_WRITE)
-        prompt = self._prompt(org_id, prompt_id)
+        prompt = self._prompt_to_change(org_id, prompt_id)
         new = prompt.rename(name)
         if new is None:
             return CommandResult(prompt_id, None)
@@ -118,45 +120,46 @@ class PromptCommands(BaseApp):
         if holder is not None and holder != prompt_id:
             raise Conflict(f"a prompt named {new!r} already exists", code="PROMPT_NAME_TAKEN", details={"name": new})
         if holder is None:  # a new name; an old alias of this very prompt (or a change of case) is reused
-            return CommandResult(prompt_id, self._save(prompt, PromptNameIndex(org_id=org_id, name=new,
-                                                                               prompt_id=prompt_id)))
-        return CommandResult(prompt_id, self._save(prompt))
+            return CommandResult(prompt_id, self._save_kept(prompt, PromptNameIndex(org_id=org_id, name=new,
+                                                                                    prompt_id=prompt_id)))
+        return CommandResult(prompt_id, self._save_kept(prompt))
 
     @command
     def move_label(
         self, principal: Principal, org_id: UUID, prompt_id: UUID, label: str, version: int | None, request_id: str,
-        expected_version: int | None = None, split: list | None = None,
+        expected_version: int | None = None, split: list | None = None, checked_head: int | None = None,
     ) -> CommandResult:
         """Point a label at a version or a traffic split (compare-and-set). A protected label is
         refused (409 LABEL_PROTECTED): its changes go through review requests (application.governance)."""
-        self._grant_label(principal, org_id, label).org.require_unprotected(clean_label(label))
-        prompt = self._prompt(org_id, prompt_id)
+        self._grant_label(principal, org_id, label, checked_head).org.require_unprotected(clean_label(label))
+        prompt = self._prompt_to_change(org_id, prompt_id)
         changed = prompt.move_label(label, version, expected_version, split=split)
-        return CommandResult(prompt_id, self._save(prompt) if changed else None, version=prompt.labels.get(clean_label(label)))
+        at = prompt.labels.get(clean_label(label))
+        return CommandResult(prompt_id, self._save_kept(prompt) if changed else None, version=at)
 
     @command
     def remove_label(
         self, principal: Principal, org_id: UUID, prompt_id: UUID, label: str, request_id: str,
-        expected_version: int | None = None,
+        expected_version: int | None = None, checked_head: int | None = None,
     ) -> CommandResult:
-        self._grant_label(principal, org_id, label).org.require_unprotected(clean_label(label))
-        prompt = self._prompt(org_id, prompt_id)
+        self._grant_label(principal, org_id, label, checked_head).org.require_unprotected(clean_label(label))
+        prompt = self._prompt_to_change(org_id, prompt_id)
         prompt.remove_label(label, expected_version)
-        return CommandResult(prompt_id, self._save(prompt))
+        return CommandResult(prompt_id, self._save_kept(prompt))
 
     @command
     def archive_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, request_id: str) -> CommandResult:
         self.authorise(principal, org_id, Permission.PROMPTS_WRITE)
-        prompt = self._prompt(org_id, prompt_id)
+        prompt = self._prompt_to_change(org_id, prompt_id)
         prompt.archive()
-        return CommandResult(prompt_id, self._save(prompt))
+        return CommandResult(prompt_id, self._save_kept(prompt))
 
     @command
     def restore_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, request_id: str) -> CommandResult:
         self.authorise(principal, org_id, Permission.PROMPTS_WRITE)
-        prompt = self._prompt(org_id, prompt_id)
+        prompt = self._prompt_to_change(org_id, prompt_id)
         prompt.restore()
-        return CommandResult(prompt_id, self._save(prompt))
+        return CommandResult(prompt_id, self._save_kept(prompt))
 
     # -- strongly consistent reads ----------------------------------------------------------
     def read_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, as_of: datetime | None = None) -> Prompt:
@@ -228,6 +231,18 @@ class PromptCommands(BaseApp):
             raise prompt_not_found()
         return prompt
 
+    def _prompt_to_change(self, org_id: UUID, prompt_id: UUID) -> Prompt:
+        """The prompt for a command that changes it: the object this process last saved when the
+        prompt cache still holds it (taken: current as of the command's head check, adr/0026), else
+        loaded from the repository. Save it with `_save_kept`."""
+        cache = self.prompt_cache
+        prompt = cache.take(prompt_id) if cache is not None else None
+        if prompt is None:
+            return self._prompt(org_id, prompt_id)
+        if prompt.org_id != org_id:
+            raise prompt_not_found()
+        return prompt
+
     def _prompt_at(self, org_id: UUID, prompt_id: UUID, as_of: datetime | None) -> Prompt | None:
         if as_of is None:
             try:
@@ -275,9 +290,9 @@ class PromptCommands(BaseApp):
         if has_includes(version["template"], version["messages"], version["template_format"]):
             resolve(target_of(prompt, version, None), self._lookup(org_id, None))
 
-    def _grant_label(self, principal: Principal, org_id: UUID, label: str):
+    def _grant_label(self, principal: Principal, org_id: UUID, label: str, checked_head: int | None = None):
         try:
-            return self.authorise(principal, org_id, label_permission(label.strip().lower()))
+            return self.authorise(principal, org_id, label_permission(label.strip().lower()), checked_head=checked_head)
         except Forbidden as exc:
             exc.details["label"] = label
             raise

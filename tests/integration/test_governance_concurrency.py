@@ -360,7 +360,7 @@ def test_protection_applies_to_moves_authorised_after_it_commits(world, monkeypa
     moves); the next direct move is refused."""
     app, org = world.app, world.org
     pid = world.prompt("toctou", 2)
-    load_prompt = app._prompt
+    load_prompt = app._prompt_to_change  # where a command gets the prompt it changes (adr/0026)
     protected = []
 
     def protect_then_load(org_id, prompt_id):
@@ -369,7 +369,7 @@ def test_protection_applies_to_moves_authorised_after_it_commits(world, monkeypa
                                                                                                    "staging"]))
         return load_prompt(org_id, prompt_id)
 
-    monkeypatch.setattr(app, "_prompt", protect_then_load)
+    monkeypatch.setattr(app, "_prompt_to_change", protect_then_load)
     app.move_label(world.owner, org, pid, "staging", 2, "move", expected_version=0)
     monkeypatch.undo()
     assert protected and world.label(pid, "staging") == 2

@@ -41,7 +41,7 @@ def move_label(scope: MemberScope, prompt_id: str, label: str, body: LabelMove, 
     pid = prompt_id_of(prompt_id)
     split = [e.model_dump() for e in body.split] if body.split is not None else None
     result = container.app.move_label(scope.principal, scope.org_id, pid, label, body.version, rid,
-                                      expected_version=body.expected_version, split=split)
+                                      expected_version=body.expected_version, split=split, checked_head=scope.head)
     position = result.position or container.app.head_position()
     command_headers(response, position)
     return LabelOut(prompt_id=str(pid), label=clean_label(label), version=result.version, split=split,
@@ -54,7 +54,7 @@ def remove_label(scope: MemberScope, prompt_id: str, label: str, response: Respo
                  expected_version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> LabelOut:
     pid = prompt_id_of(prompt_id)
     result = container.app.remove_label(scope.principal, scope.org_id, pid, label, rid,
-                                        expected_version=expected_version)
+                                        expected_version=expected_version, checked_head=scope.head)
     command_headers(response, result.position)
     try:
         name = clean_label(label)

@@ -36,7 +36,7 @@ def create_prompt(scope: MemberScope, body: PromptCreate, response: Response, co
         scope.principal, scope.org_id, name=body.name, type=body.type, template=body.template,
         messages=messages_arg(body), template_format=body.template_format, variables=variables_arg(body),
         model_config=body.model_settings, tags=body.tags, message=body.message, request_id=rid,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, checked_head=scope.head,
     )
     command_headers(response, result.position, result.replayed)
     response.headers["ETag"] = f'"{result.id}:1"'

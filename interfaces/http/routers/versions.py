@@ -49,6 +49,7 @@ def revise(scope: MemberScope, prompt_id: str, body: PromptRevise, response: Res
             scope.principal, scope.org_id, pid, base_version=base, request_id=rid, template=body.template,
             messages=messages_arg(body), template_format=body.template_format, variables=variables_arg(body),
             model_config=body.model_settings, tags=body.tags, message=body.message, idempotency_key=idempotency_key,
+            checked_head=scope.head,
         )
     except Conflict as exc:
         if if_match is not None and exc.code == "PROMPT_VERSION_CONFLICT":
