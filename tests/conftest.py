@@ -124,6 +124,17 @@ def container(make_settings) -> Iterator[Container]:
 
 
 @pytest.fixture
+def two_apps(make_settings) -> Iterator:
+    """Two applications on one store, as two processes would be: each with its own caches."""
+    first, second = build(make_settings()), build(make_settings())
+    try:
+        yield first.app, second.app
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.fixture
 def redis_url() -> str:
     import redis
 

@@ -8,20 +8,9 @@ import pytest
 
 from application import Principal
 from domain.errors import Forbidden, NotFound
-from interfaces.bootstrap import build
 
 pytestmark = pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)],
                                      indirect=True)
-
-
-@pytest.fixture
-def two(make_settings):
-    first, second = build(make_settings()), build(make_settings())
-    try:
-        yield first.app, second.app
-    finally:
-        first.close()
-        second.close()
 
 
 def _team(app):
@@ -40,8 +29,8 @@ def _warm(app, principal, org, prompt, version: int) -> int:
     return version + 1
 
 
-def test_a_demotion_in_another_process_applies_to_the_next_command_here(two):
-    first, second = two
+def test_a_demotion_in_another_process_applies_to_the_next_command_here(two_apps):
+    first, second = two_apps
     owner, dev, org, prompt = _team(first)
     _warm(first, dev, org, prompt, 1)
     second.change_member_role(owner, org, dev.user_id, "viewer", "r")
@@ -51,8 +40,8 @@ def test_a_demotion_in_another_process_applies_to_the_next_command_here(two):
         first.create_prompt(dev, org, name="q", template="no", request_id="r")
 
 
-def test_a_removal_in_another_process_applies_to_the_next_command_here(two):
-    first, second = two
+def test_a_removal_in_another_process_applies_to_the_next_command_here(two_apps):
+    first, second = two_apps
     owner, dev, org, prompt = _team(first)
     _warm(first, dev, org, prompt, 1)
     second.remove_member(owner, org, dev.user_id, "r")
@@ -60,10 +49,10 @@ def test_a_removal_in_another_process_applies_to_the_next_command_here(two):
         first.move_label(dev, org, prompt, "staging", 2, request_id="r")
 
 
-def test_a_key_is_narrowed_here_when_its_issuer_is_demoted_in_another_process(two):
+def test_a_key_is_narrowed_here_when_its_issuer_is_demoted_in_another_process(two_apps):
     """(The key's own revocation is checked where the raw key is authenticated, on every request:
     tests/e2e/test_api_key_issuer.py.)"""
-    first, second = two
+    first, second = two_apps
     owner, dev, org, prompt = _team(first)
     first.change_member_role(owner, org, dev.user_id, "admin", "r")  # admins issue keys
     issued = first.issue_api_key(dev, org, "ci", ["prompts:read", "prompts:write"], "r")

@@ -8,17 +8,6 @@ import pytest
 
 from application import Principal
 from domain.errors import Conflict
-from interfaces.bootstrap import build
-
-
-@pytest.fixture
-def two(make_settings):
-    first, second = build(make_settings()), build(make_settings())
-    try:
-        yield first.app, second.app
-    finally:
-        first.close()
-        second.close()
 
 
 def _setup(app):
@@ -43,8 +32,8 @@ def _reads_of(app, aggregate_id):
     return reads
 
 
-def test_the_next_command_here_reads_no_events_of_the_prompt(two):
-    first, _ = two
+def test_the_next_command_here_reads_no_events_of_the_prompt(two_apps):
+    first, _ = two_apps
     owner, org, prompt = _setup(first)
     first.revise_prompt(owner, org, prompt, base_version=1, template="two", request_id="r")
     reads = _reads_of(first, prompt)
@@ -57,8 +46,8 @@ def test_the_next_command_here_reads_no_events_of_the_prompt(two):
     assert stored.latest_version == 4 and stored.labels["staging"] == 3 and stored.versions[-1]["template"] == "four"
 
 
-def test_a_change_made_in_another_process_applies_to_the_next_command_here(two):
-    first, second = two
+def test_a_change_made_in_another_process_applies_to_the_next_command_here(two_apps):
+    first, second = two_apps
     owner, org, prompt = _setup(first)
     first.revise_prompt(owner, org, prompt, base_version=1, template="two", request_id="r")  # cached here at v2
     second.revise_prompt(owner, org, prompt, base_version=2, template="three", request_id="r")
@@ -72,11 +61,11 @@ def test_a_change_made_in_another_process_applies_to_the_next_command_here(two):
     assert [v["template"] for v in stored.versions] == ["one", "two", "three", "four"]
 
 
-def test_a_change_committed_after_the_commands_head_check_fails_its_save_and_is_retried(two):
+def test_a_change_committed_after_the_commands_head_check_fails_its_save_and_is_retried(two_apps):
     """A request whose head check came before another process's commit uses the entry cached
     before it: the save collides (optimistic concurrency), the retry loads from the store and
     answers what a load would have (here: the base is stale), nothing is lost."""
-    first, second = two
+    first, second = two_apps
     owner, org, prompt = _setup(first)
     first.revise_prompt(owner, org, prompt, base_version=1, template="two", request_id="r")
     checked = first.log_head.check()
@@ -88,9 +77,9 @@ def test_a_change_committed_after_the_commands_head_check_fails_its_save_and_is_
     assert [v["template"] for v in second.read_prompt(owner, org, prompt).versions] == ["one", "two", "three"]
 
 
-def test_a_command_given_its_requests_head_check_does_not_read_the_head_again(two):
+def test_a_command_given_its_requests_head_check_does_not_read_the_head_again(two_apps):
     """Over HTTP the org scope's check (made after the request began) is handed to the command."""
-    first, _ = two
+    first, _ = two_apps
     owner, org, prompt = _setup(first)
     checked = first.log_head.check()
     original, calls = first.log_head.check, []
