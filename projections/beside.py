@@ -199,4 +199,3 @@ def _live_name(name: str, new_table: str, live_table: str) -> str:
 
 def _q(conn: Connection, name: str) -> str:
     return conn.dialect.identifier_preparer.quote(name)
-
