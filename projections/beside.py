@@ -27,6 +27,14 @@ SUFFIX = "__next"
 #: How long the switch waits for one attempt at the live tables' locks (Postgres), far below
 #: `deadlock_timeout` (1 s by default): a reader is never the one a deadlock check cancels.
 LOCK_WAIT_MS = 200
+#: The statistics target of the ANALYZE a table built beside gets before the switch (Postgres): a
+#: sample of 300 x 10 rows instead of the default 30,000. Sampling is what ANALYZE costs (10x less:
+#: 17 ms against 172 ms for 48k change-feed rows), and at the default it was ~1 s of the server's CPU
+#: per `rebuild --all`, on the critical path (adr/0028). The planner gets each column's statistics
+#: from that sample at once; the ANALYZE names the columns, which leaves the table's count of changes
+#: since its last analyze as it is, so autovacuum analyzes the table in full (the full-text expression
+#: included) at its next round after the switch.
+ANALYZE_TARGET = 10
 
 
 @dataclass
@@ -109,21 +117,14 @@ class Beside:
                 f"({', '.join(_q(conn, c) for c in key)})"))
         if indexes:
             steps.append(indexes)
-        if hooks and hooks.index:
-            # The statistics of the columns now; those of the expression index (the full-text one) are
-            # left to autovacuum: gathering them evaluates the expression on every sampled row, as long
-            # as building the index itself (0.75 s for 27k prompts), at the end of the critical path.
-            # A column-list ANALYZE leaves the table's count of changes since the last analyze as it
-            # is, so autovacuum analyzes the table (expression included) shortly after the switch.
-            columns = " (" + ", ".join(f'"{c.name}"' for c in new.columns) + ")"
-        else:
-            columns = ""
-
+        # Statistics from a small sample now, full ones from autovacuum soon after (see ANALYZE_TARGET).
         def last(conn: Connection) -> None:
             if key:
                 conn.exec_driver_sql(f"ALTER TABLE {_q(conn, new.name)} ADD CONSTRAINT {_q(conn, key_name(new))} "
                                      f"PRIMARY KEY USING INDEX {_q(conn, key_name(new))}")
-            conn.exec_driver_sql(f"ANALYZE {_q(conn, new.name)}{columns}")
+            conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {ANALYZE_TARGET}")
+            columns = ", ".join(_q(conn, c.name) for c in new.columns)
+            conn.exec_driver_sql(f"ANALYZE {_q(conn, new.name)} ({columns})")
 
         steps.append([last])
         return steps

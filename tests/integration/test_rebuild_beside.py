@@ -219,6 +219,30 @@ def test_rebuilt_tables_have_the_layout_create_all_makes(container):
         assert fts and "gin" in fts.lower()
 
 
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_rebuilt_tables_have_statistics_from_a_small_sample_at_the_switch(container):
+    """Every column of every rebuilt table has the planner's statistics as soon as the switch is
+    done, gathered from a sample of 300 x `beside.ANALYZE_TARGET` rows (adr/0028): a histogram of a
+    column with many distinct values has at most ANALYZE_TARGET + 1 bounds, not the default's 101."""
+    _world(container)
+    container.supervisor.rebuild_all()
+    with container.engine.connect() as conn:
+        def stats(table):
+            return {r[0]: r[1] for r in conn.exec_driver_sql(
+                "SELECT attname, histogram_bounds::text FROM pg_stats WHERE schemaname = current_schema() "
+                "AND tablename = %(t)s", {"t": table})}
+
+        for projection in container.projections.values():
+            for t in projection.tables:
+                count = conn.exec_driver_sql(f'SELECT count(*) FROM "{t.name}"').scalar()
+                if count:
+                    assert set(stats(t.name)) == {c.name for c in t.columns}, t.name
+        audit_rows = conn.exec_driver_sql("SELECT count(*) FROM rm_audit_log").scalar()
+        bounds = stats("rm_audit_log")["position"]
+    assert audit_rows > beside.ANALYZE_TARGET + 1
+    assert bounds is not None and bounds.count(",") + 1 <= beside.ANALYZE_TARGET + 1
+
+
 class Twice(LabelHistory):
     """Appends a label move's row twice: a duplicate primary key in an appended table."""
 
