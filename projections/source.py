@@ -93,7 +93,9 @@ class PostgresLog:
     so it can be used in a process forked from the one that opened the pool. Made from the pool's
     connection settings; nothing is connected until it reads.
 
-    Rows come back as tuples (no dict per row, no `Notification` per event) and events are decoded with
+    Rows come back as tuples (no dict per row, no `Notification` per event), in binary (the state's
+    bytes as stored, not twice as many hex digits for the server to write and this process to parse:
+    a quarter less of the reader's CPU over a 102k-event log, adr/0028) and events are decoded with
     the application's mapper's transcoder (`_Decoder`): the same events `ApplicationEventSource.read`
     returns, for less of this process's CPU, which is what bounds a rebuild."""
 
@@ -123,7 +125,8 @@ class PostgresLog:
         decode = self.decoder.envelope
         rows = self._connection().execute(
             f"SELECT notification_id, topic, originator_id, originator_version, state FROM {self.table} "
-            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s", (after, limit), prepare=True).fetchall()
+            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s", (after, limit), prepare=True,
+            binary=True).fetchall()
         return [decode(*row) for row in rows]
 
     def head(self) -> int:
@@ -164,9 +167,10 @@ class _PostgresPass:
             self.conn = self.log.connect()
         filtered = bool(self.unwanted)
         if filtered:
-            rows = self.conn.execute(self.some_sql, (after, limit, sorted(self.unwanted)), prepare=True).fetchall()
+            rows = self.conn.execute(self.some_sql, (after, limit, sorted(self.unwanted)), prepare=True,
+                                     binary=True).fetchall()
         else:
-            rows = self.conn.execute(self.all_sql, (after, limit), prepare=True).fetchall()
+            rows = self.conn.execute(self.all_sql, (after, limit), prepare=True, binary=True).fetchall()
         if not rows:
             return [], None, 0
         known, envelope = self.known, self.decoder.envelope
@@ -259,6 +263,7 @@ def _json_decoder(transcoder: Any) -> Callable[[bytes], Any] | None:
 
 
 _new, _set = object.__new__, object.__setattr__
+_UNKNOWN = SafeUUID.unknown  # an enum member looked up on its class costs ~0.2 µs
 
 
 def _uuid_of_hex(text: str) -> UUID:
@@ -273,6 +278,6 @@ def _uuid_of_hex(text: str) -> UUID:
         if value >= 0:
             uuid = _new(UUID)
             _set(uuid, "int", value)
-            _set(uuid, "is_safe", SafeUUID.unknown)
+            _set(uuid, "is_safe", _UNKNOWN)
             return uuid
     return UUID(text)
