@@ -38,7 +38,7 @@ from projections.reviews import Reviews
 from projections.registry import RETIRED, SQL_PROJECTIONS
 from projections.search import SearchService
 from projections.sessions import Sessions
-from projections.source import ApplicationEventSource
+from projections.source import ApplicationEventSource, RecentEvents
 from projections.supervisor import VECTORS, ProjectionSupervisor
 from projections.vectors.index import VectorIndexError, VectorIndexUnavailable
 from projections.vectors.projection import VectorProjection
@@ -208,8 +208,9 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     vector_projection, vectors_error = None, None
     if settings.vectors_enabled if vectors is None else vectors:
         vector_projection, vectors_error = _vector_projection(settings, app, engine, metrics)
-    supervisor = ProjectionSupervisor(engine, ApplicationEventSource(app), sql, vectors=vector_projection,
-                                      vectors_enabled=settings.vectors_enabled,
+    # One decoded read of each new batch for every projection of a catch-up round (adr/0028).
+    supervisor = ProjectionSupervisor(engine, RecentEvents(ApplicationEventSource(app)), sql,
+                                      vectors=vector_projection, vectors_enabled=settings.vectors_enabled,
                                       batch_size=settings.projection_batch_size)
     keyword = KeywordSearch(engine)
     index = vector_projection.index if vector_projection else None

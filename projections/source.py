@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from bisect import bisect_right
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -86,6 +88,71 @@ class _RecorderPass:
 
     def close(self) -> None:
         pass
+
+
+class RecentEvents:
+    """An event source that remembers the events it read last, so that the projections of one catch-up
+    round, each reading the same new events in turn, have them read and decoded once (the live path:
+    ten projections read each batch; adr/0029).
+
+    Exact, never stale: the log only grows and its commits become visible in position order
+    (adr/0001, adr/0020), so a read of (after, last] returned every event of that range, and still
+    does. It keeps one run of consecutive reads, at most `capacity` events, and whether its last read
+    reached the log's head. Every answer is one the source gave or would have given at some moment: a
+    full page, or a short one only when the run reached the head (a page short because the run ends
+    is completed from the source). A read before the run, or past its end, goes to the source and
+    continues the run or starts a new one. Anything else is the source's (head, rebuild passes)."""
+
+    def __init__(self, source: EventSource, capacity: int = 4096):
+        self.source = source
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._after = 0  # the run covers the positions (_after, _positions[-1]]
+        self._positions: list[int] = []
+        self._events: list[Envelope] = []
+        self._at_head = False  # the run's last read from the source returned less than its limit
+
+    def read(self, after: int, limit: int) -> list[Envelope]:
+        page: list[Envelope] = []
+        with self._lock:
+            positions = self._positions
+            if positions and self._after <= after < positions[-1]:
+                i = bisect_right(positions, after)
+                page = self._events[i:i + limit]
+                if len(page) == limit or self._at_head:
+                    return page
+                after, limit = positions[-1], limit - len(page)
+        more = self.source.read(after, limit)
+        self._remember(after, more, at_head=len(more) < limit)
+        return page + more
+
+    def _remember(self, after: int, batch: list[Envelope], at_head: bool) -> None:
+        with self._lock:
+            positions, events = self._positions, self._events
+            if positions and self._after <= after <= positions[-1]:  # continues the run (or overlaps its end)
+                keep = bisect_right(positions, after)
+                if keep < len(positions) and not batch:
+                    return  # an empty read from inside the run says nothing about its end
+                del positions[keep:], events[keep:]
+            elif not batch:
+                return
+            else:
+                positions.clear()
+                events.clear()
+                self._after = after
+            positions.extend(e.position for e in batch)
+            events.extend(batch)
+            self._at_head = at_head
+            extra = len(events) - self.capacity
+            if extra > 0:
+                self._after = positions[extra - 1]
+                del positions[:extra], events[:extra]
+
+    def head(self) -> int:
+        return self.source.head()
+
+    def __getattr__(self, name: str) -> Any:  # open_pass, postgres_log, read_wanted: a rebuild's
+        return getattr(self.source, name)
 
 
 class PostgresLog:
