@@ -162,21 +162,25 @@ class PromptCommands(BaseApp):
         return CommandResult(prompt_id, self._save_kept(prompt))
 
     # -- strongly consistent reads ----------------------------------------------------------
-    def read_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, as_of: datetime | None = None) -> Prompt:
+    def read_prompt(self, principal: Principal, org_id: UUID, prompt_id: UUID, as_of: datetime | None = None, *,
+                    checked_head: int | None = None) -> Prompt:
         """The prompt now, or as it was at `as_of`: folded from the prefix of its stream up to the
         first event recorded after `as_of` (inclusive of an event stamped exactly `as_of`).
 
         The prefix, not a filter on timestamps: if a clock stepped back, a later event may carry an
-        earlier timestamp, and skipping an event in the middle would fold a broken history."""
-        self.authorise(principal, org_id, Permission.PROMPTS_READ)
+        earlier timestamp, and skipping an event in the middle would fold a broken history.
+        `checked_head`: the request's own check of the log head (BaseApp.authorise)."""
+        self.authorise(principal, org_id, Permission.PROMPTS_READ, checked_head=checked_head)
         prompt = self._prompt_at(org_id, prompt_id, as_of)
         if prompt is None:
             raise prompt_not_found("prompt did not exist at that time" if as_of else "prompt not found")
         return prompt
 
-    def prompt_id_by_name(self, principal: Principal, org_id: UUID, name: str, as_of: datetime | None = None) -> UUID:
-        """The prompt a name (or an old name, an alias) names, as of a moment when given."""
-        self.authorise(principal, org_id, Permission.PROMPTS_READ)
+    def prompt_id_by_name(self, principal: Principal, org_id: UUID, name: str, as_of: datetime | None = None, *,
+                          checked_head: int | None = None) -> UUID:
+        """The prompt a name (or an old name, an alias) names, as of a moment when given.
+        `checked_head`: the request's own check of the log head (BaseApp.authorise)."""
+        self.authorise(principal, org_id, Permission.PROMPTS_READ, checked_head=checked_head)
         try:
             index_id = prompt_name_index_id(org_id, clean_prompt_name(name))
         except Invalid:

@@ -285,6 +285,28 @@ def test_wrong_malformed_and_revoked_credentials_are_401(lf):
         lf.sdk(key).get_prompt("support/refund-reply", label="staging", cache_ttl_seconds=0, max_retries=0)
 
 
+def test_a_write_checks_the_log_head_once(lf):
+    """Like the REST routes (adr/0026), a Langfuse write authorises its commands and reads at the
+    request's own check of the log head instead of checking it again for each (it made five)."""
+    app = lf.api.container.app
+    original, calls = app.log_head.check, []
+    app.log_head.check = lambda: calls.append(1) or original()
+    try:
+        created = lf.http("POST", "/api/public/v2/prompts", lf.writer,
+                          json={"name": "heads/once", "prompt": "t {{x}}", "labels": ["staging"]})
+        assert created.status_code == 201 and created.json()["labels"] == ["staging", "latest"], created.text
+        assert len(calls) == 1
+        revised = lf.http("POST", "/api/public/v2/prompts", lf.writer,
+                          json={"name": "heads/once", "prompt": "t2 {{x}}", "labels": ["staging"]})
+        assert revised.status_code == 201 and revised.json()["version"] == 2, revised.text
+        moved = lf.http("PATCH", "/api/public/v2/prompts/heads%2Fonce/versions/1", lf.writer,
+                        json={"newLabels": ["staging"]})
+        assert moved.status_code == 200 and moved.json()["labels"] == ["staging"], moved.text
+        assert len(calls) == 3
+    finally:
+        app.log_head.check = original
+
+
 def test_a_key_without_prompts_write_cannot_create_or_move(lf):
     sdk = lf.sdk(lf.reader)
     head = lf.api.container.app.head_position()

@@ -105,7 +105,7 @@ def create_prompt(request: Request, body: Annotated[Any, Body()], container: Con
     pid, number, positions = _append(container.app, scope, new, rid)
     reviews = _move_labels(container.app, scope, pid, number, labels, rid, positions,
                            reason=new.message or f"version {number}, via the Langfuse-compatible API")
-    prompt = container.app.read_prompt(scope.principal, scope.org_id, pid)
+    prompt = container.app.read_prompt(scope.principal, scope.org_id, pid, checked_head=scope.head)
     return _written(from_aggregate(prompt, number), 201, positions, reviews)
 
 
@@ -116,14 +116,14 @@ def update_prompt_version(request: Request, name: str, version: int, body: Annot
     on it stay, as in Langfuse."""
     scope = project(request)
     wanted = new_labels(body)
-    pid = container.app.prompt_id_by_name(scope.principal, scope.org_id, name)
-    prompt = container.app.read_prompt(scope.principal, scope.org_id, pid)
+    pid = container.app.prompt_id_by_name(scope.principal, scope.org_id, name, checked_head=scope.head)
+    prompt = container.app.read_prompt(scope.principal, scope.org_id, pid, checked_head=scope.head)
     prompt.get_version(version)  # 404 VERSION_NOT_FOUND
     labels = _wanted(wanted, on_latest=version == prompt.latest_version)
     positions: list[int] = []
     reviews = _move_labels(container.app, scope, pid, version, labels, rid, positions,
                            reason=f"version {version}, via the Langfuse-compatible API")
-    prompt = container.app.read_prompt(scope.principal, scope.org_id, pid)
+    prompt = container.app.read_prompt(scope.principal, scope.org_id, pid, checked_head=scope.head)
     return _written(from_aggregate(prompt, version), 200, positions, reviews)
 
 
@@ -175,7 +175,7 @@ def _append(app, scope, new: NewVersion, rid: str) -> tuple[UUID, int, list[int]
     revise_prompt on the latest version."""
     for attempt in range(1, APPEND_TRIES + 1):
         try:
-            pid = app.prompt_id_by_name(scope.principal, scope.org_id, new.name)
+            pid = app.prompt_id_by_name(scope.principal, scope.org_id, new.name, checked_head=scope.head)
         except NotFound:
             pid = None
         content = dict(template=new.template, messages=new.messages, template_format=new.template_format,
@@ -183,11 +183,11 @@ def _append(app, scope, new: NewVersion, rid: str) -> tuple[UUID, int, list[int]
         try:
             if pid is None:
                 result = app.create_prompt(scope.principal, scope.org_id, name=new.name, type=new.type,
-                                           tags=new.tags or [], **content)
+                                           tags=new.tags or [], checked_head=scope.head, **content)
             else:
-                latest = app.read_prompt(scope.principal, scope.org_id, pid).latest_version
+                latest = app.read_prompt(scope.principal, scope.org_id, pid, checked_head=scope.head).latest_version
                 result = app.revise_prompt(scope.principal, scope.org_id, pid, base_version=latest, tags=new.tags,
-                                           **content)
+                                           checked_head=scope.head, **content)
         except Conflict as exc:
             if exc.code in ("PROMPT_NAME_TAKEN", "PROMPT_VERSION_CONFLICT") and attempt < APPEND_TRIES:
                 continue
@@ -212,12 +212,13 @@ def _move_labels(app, scope, pid: UUID, version: int, labels: list[str], rid: st
     for label in labels:
         try:
             try:
-                result = app.move_label(scope.principal, scope.org_id, pid, label, version, rid)
+                result = app.move_label(scope.principal, scope.org_id, pid, label, version, rid,
+                                        checked_head=scope.head)
                 done.append(label)
             except Conflict as exc:
                 if exc.code != "LABEL_PROTECTED":
                     raise
-                current = app.read_prompt(scope.principal, scope.org_id, pid).labels.get(label)
+                current = app.read_prompt(scope.principal, scope.org_id, pid, checked_head=scope.head).labels.get(label)
                 if current == version:
                     continue
                 result = app.request_review(scope.principal, scope.org_id, prompt_id=pid, label=label,

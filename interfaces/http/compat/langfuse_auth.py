@@ -38,6 +38,8 @@ class Project:
     principal: Principal
     org_id: UUID
     grant: Grant
+    #: The request's check of the log head, passed to the commands and reads it makes (BaseApp.authorise).
+    head: int | None = None
 
 
 def project(request: Request, permission: Permission | None = None) -> Project:
@@ -57,7 +59,7 @@ def project(request: Request, permission: Permission | None = None) -> Project:
     grant = access.grant(principal, org_id, permission)
     if limiter is not None:
         ratelimit.apply(request.state, limiter, "org", str(org_id))
-    return Project(principal, org_id, grant)
+    return Project(principal, org_id, grant, access.head)
 
 
 def _verify(request: Request, access: RequestAccess) -> Principal:
