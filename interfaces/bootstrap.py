@@ -208,8 +208,9 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     vector_projection, vectors_error = None, None
     if settings.vectors_enabled if vectors is None else vectors:
         vector_projection, vectors_error = _vector_projection(settings, app, engine, metrics)
-    # One decoded read of each new batch for every projection of a catch-up round (adr/0028).
-    supervisor = ProjectionSupervisor(engine, RecentEvents(ApplicationEventSource(app)), sql,
+    # One decoded read of each new batch for every projection of a catch-up round (adr/0029).
+    source = RecentEvents(ApplicationEventSource(app), capacity=settings.projection_batch_size)
+    supervisor = ProjectionSupervisor(engine, source, sql,
                                       vectors=vector_projection, vectors_enabled=settings.vectors_enabled,
                                       batch_size=settings.projection_batch_size)
     keyword = KeywordSearch(engine)
