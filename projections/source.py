@@ -99,10 +99,11 @@ class RecentEvents:
     (adr/0001, adr/0020), so a read of (after, last] returned every event of that range, and still
     does. It keeps one run of consecutive reads, at most `capacity` events (a catch-up batch: what a
     round shares; a prompt's event may carry 256k characters of template, so no more is retained than
-    one read already holds), and whether its last read reached the log's head. Every answer is one the source gave or would have given at some moment: a
-    full page, or a short one only when the run reached the head (a page short because the run ends
-    is completed from the source). A read before the run, or past its end, goes to the source and
-    continues the run or starts a new one. Anything else is the source's (head, rebuild passes)."""
+    one read already holds), and whether its last read reached the log's head. Every answer is one
+    the source gave or would have given at some moment: a full page, or a short one only when the
+    run reached the head (a page short because the run ends is completed from the source). A read
+    before the run, or past its end, goes to the source and continues the run or starts a new one.
+    Anything else is the source's (head, rebuild passes)."""
 
     def __init__(self, source: EventSource, capacity: int = 500):
         self.source = source
