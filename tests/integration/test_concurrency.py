@@ -5,21 +5,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from application import Principal
 from domain.errors import Conflict
 from projections import tracking
 from projections.catchup import catch_up
 from projections.catalogue import prompt_versions
+from tests.support.setup import owner_with_prompt
 
 THREADS = 24
 
 
 def _setup(app):
-    user_id, _ = app.register_user("race@example.com", "correct horse battery", "Race", "r")
-    owner = Principal.user(user_id)
-    org = app.create_organisation(owner, "Race", "r").id
-    prompt = app.create_prompt(owner, org, name="contended", template="v1 {{x}}", request_id="r").id
-    return owner, org, prompt
+    return owner_with_prompt(app, name="contended", template="v1 {{x}}")
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)

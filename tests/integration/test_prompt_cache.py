@@ -6,16 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from application import Principal
 from domain.errors import Conflict
-
-
-def _setup(app):
-    owner_id, _ = app.register_user("owner@example.com", "correct horse battery", "O", "r")
-    owner = Principal.user(owner_id)
-    org = app.create_organisation(owner, "Team", "r").id
-    prompt = app.create_prompt(owner, org, name="p", template="one", request_id="r").id
-    return owner, org, prompt
+from tests.support.setup import owner_with_prompt
 
 
 def _reads_of(app, aggregate_id):
@@ -34,7 +26,7 @@ def _reads_of(app, aggregate_id):
 
 def test_the_next_command_here_reads_no_events_of_the_prompt(two_apps):
     first, _ = two_apps
-    owner, org, prompt = _setup(first)
+    owner, org, prompt = owner_with_prompt(first)
     first.revise_prompt(owner, org, prompt, base_version=1, template="two", request_id="r")
     reads = _reads_of(first, prompt)
     assert first.revise_prompt(owner, org, prompt, base_version=2, template="three", request_id="r").version == 3
@@ -48,7 +40,7 @@ def test_the_next_command_here_reads_no_events_of_the_prompt(two_apps):
 
 def test_a_change_made_in_another_process_applies_to_the_next_command_here(two_apps):
     first, second = two_apps
-    owner, org, prompt = _setup(first)
+    owner, org, prompt = owner_with_prompt(first)
     first.revise_prompt(owner, org, prompt, base_version=1, template="two", request_id="r")  # cached here at v2
     second.revise_prompt(owner, org, prompt, base_version=2, template="three", request_id="r")
     second.move_label(owner, org, prompt, "staging", 3, request_id="r")
@@ -66,7 +58,7 @@ def test_a_change_committed_after_the_commands_head_check_fails_its_save_and_is_
     before it: the save collides (optimistic concurrency), the retry loads from the store and
     answers what a load would have (here: the base is stale), nothing is lost."""
     first, second = two_apps
-    owner, org, prompt = _setup(first)
+    owner, org, prompt = owner_with_prompt(first)
     first.revise_prompt(owner, org, prompt, base_version=1, template="two", request_id="r")
     checked = first.log_head.check()
     second.revise_prompt(owner, org, prompt, base_version=2, template="three", request_id="r")
@@ -80,7 +72,7 @@ def test_a_change_committed_after_the_commands_head_check_fails_its_save_and_is_
 def test_a_command_given_its_requests_head_check_does_not_read_the_head_again(two_apps):
     """Over HTTP the org scope's check (made after the request began) is handed to the command."""
     first, _ = two_apps
-    owner, org, prompt = _setup(first)
+    owner, org, prompt = owner_with_prompt(first)
     checked = first.log_head.check()
     original, calls = first.log_head.check, []
     first.log_head.check = lambda: calls.append(1) or original()
