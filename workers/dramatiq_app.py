@@ -15,6 +15,7 @@ import dramatiq  # noqa: E402
 
 from interfaces.observability.logs import configure_logging  # noqa: E402
 from interfaces.settings import Settings  # noqa: E402
+from interfaces.startup import freeze_startup_objects  # noqa: E402
 from workers.actors import TickMiddleware, register  # noqa: E402
 from workers.broker import make_broker  # noqa: E402
 
@@ -40,6 +41,7 @@ def container():
             # into a Qdrant server (adr/0005).
             _container = build(settings.model_copy(update={"inprocess_projections": False}),
                                vectors=settings.vectors_enabled and bool(settings.qdrant_url))
+            freeze_startup_objects()
         return _container
 
 

@@ -6,7 +6,6 @@ container passed in belongs to the caller (tests), who starts and closes it.
 """
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +21,7 @@ from interfaces.http.openapi import customise_openapi
 from interfaces.http.routers import register
 from interfaces.observability.logs import configure_logging
 from interfaces.settings import Settings
+from interfaces.startup import freeze_startup_objects
 
 DESCRIPTION = """
 Multi-tenant, event-sourced prompt registry.
@@ -61,10 +61,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if owned:
             container.start()
-            # What start-up made lives as long as the process: move it out of the collector's full
-            # passes, which otherwise pause the event loop for ~70 ms at a time (bench/results/sse_fanout.md).
-            gc.collect()
-            gc.freeze()
+            freeze_startup_objects()
         try:
             yield
         finally:

@@ -102,3 +102,20 @@ def test_two_worker_processes_catch_up_exactly_once(make_settings, redis_url):
     for proc in workers:
         err = proc.stderr.read().decode(errors="replace")
         assert "Traceback" not in err or "KeyboardInterrupt" in err, err[-3000:]
+
+
+def test_a_worker_keeps_what_start_up_made_out_of_the_collectors_full_passes(make_settings, redis_url):
+    """Like the API (interfaces.startup.freeze_startup_objects): once a worker process has built its
+    container, what start-up made is frozen, so a full collection walks only what came after (they
+    paused a worker for 116–129 ms each under prompt creations)."""
+    settings = make_settings(redis_url=redis_url)
+    build(settings).close()  # the schema, as a deployment's first start makes it
+    script = ("import gc, workers.dramatiq_app as w\n"
+              "before = gc.get_freeze_count()\n"
+              "w.container()\n"
+              "print(before, gc.get_freeze_count())\n")
+    out = subprocess.run([sys.executable, "-c", script], env=_worker_env(settings, redis_url), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split()[-2:])
+    assert before == 0 and after > 10_000
