@@ -300,4 +300,3 @@ class PromptCommands(BaseApp):
         except Forbidden as exc:
             exc.details["label"] = label
             raise
-

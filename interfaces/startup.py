@@ -73,4 +73,3 @@ def freeze_startup_objects() -> None:
     a worker: 116 and 129 ms during 45 s of prompt creations, bench/results/http_writes_summary.md)."""
     gc.collect()
     gc.freeze()
-
