@@ -334,6 +334,9 @@ class Sample:
     pg_backends: int = 0
     #: Postgres lock occupancy during the run (LockSampler.summary), Postgres writes only.
     locks: dict = field(default_factory=dict)
+    #: CPU seconds of each API process during the run, largest first: how evenly the uvicorn workers
+    #: shared the connections (each keeps the keep-alive connections it accepted).
+    api_cpu_split: list = field(default_factory=list)
 
     def per_op(self, seconds: float) -> float:
         return 1000 * seconds / self.result.ok if self.result.ok else float("nan")
@@ -350,7 +353,8 @@ class Sample:
         return {**self.result.to_json(), "api_cpu_s": self.api_cpu_s, "worker_cpu_s": self.worker_cpu_s,
                 "machine_busy": self.machine_busy, "api_rss_kb": self.api_rss_kb,
                 "worker_rss_kb": self.worker_rss_kb, "api_procs": self.api_procs, "pg_cpu_s": self.pg_cpu_s,
-                "redis_cpu_s": self.redis_cpu_s, "pg_backends": self.pg_backends, "locks": self.locks}
+                "redis_cpu_s": self.redis_cpu_s, "pg_backends": self.pg_backends, "locks": self.locks,
+                "api_cpu_split": self.api_cpu_split}
 
 
 class BackendMeter:
@@ -434,12 +438,11 @@ class LockSampler:
 
 def command_lock_key(org_id: str) -> int:
     """The advisory-lock key of the lock an organisation's prompt creations queue on: its prompt
-    quota's (adr/0025; projections.writer_lock._key of `command:prompt_quota:<id>`, as
-    interfaces.bootstrap and BaseApp.quota_lock name it)."""
-    import hashlib
+    quota's (adr/0025; projections.writer_lock.advisory_key of `command:prompt_quota:<id>`, as
+    interfaces.command_locks and BaseApp.quota_lock name it)."""
+    from projections.writer_lock import advisory_key
 
-    digest = hashlib.sha256(f"promptforge:command:prompt_quota:{org_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return advisory_key(f"command:prompt_quota:{org_id}")
 
 
 def _comm(pid: int) -> str:
@@ -476,6 +479,7 @@ def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id
     api_pids = target.api.pids()
     worker_pids = target.worker.pids() if target.worker else []
     cpu0, wcpu0 = cpu_seconds(api_pids), cpu_seconds(worker_pids)
+    each0 = {pid: cpu_seconds([pid]) for pid in api_pids}
     back0 = meter.snapshot()
     busy0, total0 = _machine_jiffies()
     if locks is not None:
@@ -494,6 +498,8 @@ def measure(loader: Loader, target, key: str, conns: int, seconds: float, run_id
                     len(back0[0]))
     if locks is not None:
         sample.locks = locks.summary()
+    sample.api_cpu_split = sorted((round(cpu_seconds([pid]) - each0[pid], 2) for pid in api_pids if pid in each0),
+                                  reverse=True)
     if result.inflight and isinstance(target, Target):
         target.resync(result.inflight)
     return sample

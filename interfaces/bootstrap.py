@@ -18,7 +18,8 @@ from application.access_cache import AccessCache
 from application.log_head import LogHead
 from application.security import derive_webhook_key
 from application.serialise import KeyedLocks
-from interfaces.event_store import async_head_probe, eventsourcing_env, head_probe, head_reader
+from interfaces.command_locks import PostgresCommandLocks
+from interfaces.event_store import PostgresHeadReader, async_head_probe, eventsourcing_env, head_probe, head_reader
 from interfaces.observability.metrics import Metrics, ProjectionCollector
 from interfaces.schema_lock import schema_lock
 from interfaces.settings import Settings
@@ -32,6 +33,7 @@ from projections.catalogue import Catalogue, KeywordSearch
 from projections.changes import Changes
 from projections.db import create_schema, make_engine
 from projections.label_history import LabelHistory
+from projections.liveness import quiet_event_store_checks
 from projections.memberships import Memberships
 from projections.releases import Releases
 from projections.reviews import Reviews
@@ -43,7 +45,6 @@ from projections.supervisor import VECTORS, ProjectionSupervisor
 from projections.vectors.index import VectorIndexError, VectorIndexUnavailable
 from projections.vectors.projection import VectorProjection
 from projections.webhooks import Webhooks
-from projections.writer_lock import WriterLock
 from workers.runner import ProjectionRunner
 from workers.webhooks.dispatcher import DeliveryPolicy, Dispatcher
 from workers.webhooks.runner import WebhookRunner
@@ -99,6 +100,8 @@ class Container:
     dispatcher: Dispatcher | None = None
     runners: list[Any] = field(default_factory=list)
     nudger: Any = None
+    #: The commands' cross-process locks (Postgres advisory locks on connections of their own).
+    command_locks: PostgresCommandLocks | None = None
 
     @property
     def projections(self) -> dict[str, Projection]:
@@ -117,6 +120,8 @@ class Container:
             self.vector_projection.index.close()
         if self.app.log_head is not None:
             self.app.log_head.close()
+        if self.command_locks is not None:
+            self.command_locks.close()
         self.app.close()
         self.engine.dispose()
 
@@ -187,6 +192,7 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     with schema_lock(settings.event_store_url):  # start-up DDL, one process at a time
         app = PromptForge(env=eventsourcing_env(settings.event_store_url, settings.db_pool_size,
                                                 settings.coalesce_saves))
+        quiet_event_store_checks(app.recorder)  # ping a pooled connection only when it may be gone (adr/0030)
         create_schema(engine)
         sql = {cls.name: cls(engine) for cls in SQL_PROJECTIONS}
         vector_schema = [VectorProjection.versioned(settings.embedding_backend)] if settings.vectors_enabled else []
@@ -199,8 +205,10 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     url = settings.event_store_url
     head = LogHead(app.recorder, read=head_reader(url, app.recorder), probe=head_probe(url, app.recorder))
     app.use_access_cache(head, AccessCache(app.repository.get, maxsize=ACCESS_CACHE_SIZE))
-    if engine.dialect.name == "postgresql":  # several API processes: queue across them too (adr/0019)
-        app.command_locks = KeyedLocks(lambda key: WriterLock(engine, f"command:{key}").hold(wait=True))
+    command_locks = None
+    if isinstance(head.reader, PostgresHeadReader):  # several API processes: queue across them too (adr/0019, 0030)
+        command_locks = PostgresCommandLocks.for_recorder(app.recorder)
+        app.command_locks = KeyedLocks(command_locks.hold)
     app.webhook_key = derive_webhook_key(settings.webhook_key or settings.jwt_secret)
     app.allow_private_webhooks = settings.webhooks_allow_private_networks
     metrics = Metrics()
@@ -228,6 +236,7 @@ def build(settings: Settings | None = None, *, vectors: bool | None = None) -> C
     container.dispatcher = Dispatcher(app, engine, container.deliveries, sql["webhooks"], sql["changes"],
                                       DeliveryPolicy.from_settings(settings))
     metrics.add_collector(ProjectionCollector(supervisor.status))
+    container.command_locks = command_locks
     _wire_runners(container)
     if settings.redis_url:
         from workers.broker import Nudger, make_broker

@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
+from projections.liveness import quiet_pre_ping
+
 metadata = MetaData()
 _WRITE = "promptforge_write"
 
@@ -47,7 +49,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
+    quiet_pre_ping(engine)  # a ping where it can find a closed connection, not on every checkout (adr/0030)
+    return engine
 
 
 def engine_like(engine: Engine, *, pool_size: int = 4) -> Engine:

@@ -24,7 +24,7 @@ _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
 
 
-def _key(name: str) -> int:
+def advisory_key(name: str) -> int:
     """A stable signed 64-bit advisory-lock key for `name`."""
     return int.from_bytes(hashlib.sha256(f"promptforge:{name}".encode()).digest()[:8], "big", signed=True)
 
@@ -47,7 +47,7 @@ class WriterLock:
 
     @contextmanager
     def _postgres(self, wait: bool) -> Iterator[bool]:
-        key = _key(self.name)
+        key = advisory_key(self.name)
         with self.engine.connect() as conn:
             if wait:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})

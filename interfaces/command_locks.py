@@ -1,0 +1,115 @@
+"""The commands' cross-process lock on Postgres: session advisory locks on connections of their own.
+
+`KeyedLocks` (application.serialise) queues the threads of one process on a lock per key; across
+API processes, the composition root adds this (adr/0019, adr/0025). Each hold is two round trips:
+`pg_advisory_lock` and `pg_advisory_unlock`, on an autocommit connection kept for locks only (adr/0030).
+(It used to borrow a read-model connection: a pre-ping, then BEGIN, lock, COMMIT, and BEGIN,
+unlock, COMMIT; seven round trips, five of them with the lock held, on every batch of creations.)
+
+- The keys are `projections.writer_lock.advisory_key("command:" + key)`, as before: a process of the
+  previous release and one of this release still exclude each other.
+- A connection is used by one holder at a time and kept for the next (one per concurrent holder,
+  so at most one per thread that ever held a lock at once); none is borrowed from a pool the
+  commands themselves need, so a holder never waits for a connection its own save needs.
+- A connection that the server closed (a restart, `pg_terminate_backend`) is noticed without a
+  round trip (projections.liveness.has_pending_input): it is dropped, a new one made.
+- A failed lock statement drops the connection (a session lock dies with it) and tries once more on
+  a new one; a failed unlock drops it too, which releases the lock. The lock only prevents
+  collisions: the event store's optimistic concurrency stays the guarantee (a quota counted twice
+  is refused at the same stream version), so a lock lost with its connection never loses a write.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from projections.liveness import has_pending_input
+from projections.writer_lock import advisory_key
+
+LOCK = "SELECT pg_advisory_lock(%s)"
+UNLOCK = "SELECT pg_advisory_unlock(%s)"
+
+
+class PostgresCommandLocks:
+    """`hold(key)`: a context manager holding the key's advisory lock (see the module docstring).
+    `conninfo` and `kwargs` as the event store's pool connects (PostgresHeadReader does the same)."""
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], connect_timeout: int = 5):
+        self._conninfo = conninfo
+        self._kwargs = kwargs
+        self._connect_timeout = connect_timeout
+        self._idle: list[Any] = []
+        self._guard = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def for_recorder(cls, recorder: Any) -> "PostgresCommandLocks":
+        pool = recorder.datastore.pool
+        return cls(pool.conninfo, {k: v for k, v in pool.kwargs.items() if k != "row_factory"})
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        number = advisory_key(f"command:{key}")
+        conn = self._locked(number)
+        try:
+            yield
+        finally:
+            self._unlock(conn, number)
+
+    def _locked(self, number: int) -> Any:
+        import psycopg
+
+        for attempt in (1, 2):
+            conn = self._take()
+            try:
+                conn.execute(LOCK, (number,))
+                return conn
+            except psycopg.OperationalError:
+                self._drop(conn)
+                if attempt == 2:
+                    raise
+            except BaseException:  # interrupted while waiting: the lock may be held; drop it with the connection
+                self._drop(conn)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unlock(self, conn: Any, number: int) -> None:
+        try:
+            conn.execute(UNLOCK, (number,))
+        except BaseException:
+            self._drop(conn)  # closing the session releases its locks
+            raise
+        with self._guard:
+            if not self._closed:
+                self._idle.append(conn)
+                return
+        self._drop(conn)
+
+    def _take(self) -> Any:
+        import psycopg
+
+        while True:
+            with self._guard:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=self._connect_timeout,
+                                       **self._kwargs)
+            if not has_pending_input(conn):
+                return conn
+            self._drop(conn)
+
+    @staticmethod
+    def _drop(conn: Any) -> None:
+        try:
+            conn.close()
+        except Exception:  # pragma: no cover - closing a broken connection
+            pass
+
+    def close(self) -> None:
+        with self._guard:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self._drop(conn)
