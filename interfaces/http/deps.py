@@ -4,8 +4,10 @@ Order matters and is fixed by parameter order in the routes: authenticate, then 
 org scope (404 for anyone outside the tenancy), then (for queries) wait for `min_position`.
 
 Dependencies that do no I/O are `async def` (FastAPI would otherwise send each through the thread
-pool); the org scope authenticates itself, so an org route costs one thread hop for auth +
-tenancy and one for the endpoint. The hot fetch decides on the event loop instead (`org_scope_on_loop`).
+pool). The org scope authenticates itself and decides on the event loop (`org_scope_on_loop`): a
+log-head check shared by the requests waiting at that moment, the decision from cached aggregates,
+the rate limit through async Redis; only an aggregate not cached yet costs a thread hop. So an org
+route with a sync endpoint costs one thread hop, the endpoint's (adr/0030).
 """
 from __future__ import annotations
 
@@ -279,8 +281,8 @@ def _org_scope(request: Request, org_id: str, permission: Permission | None) -> 
 def org_scope(permission: Permission | None = None):
     """Dependency: the caller's access to `{org_id}` (404 outside the tenancy; 403 without `permission`)."""
 
-    def dependency(org_id: str, request: Request, _doc=Depends(_bearer_doc)) -> OrgScope:
-        return _org_scope(request, org_id, permission)
+    async def dependency(org_id: str, request: Request, _doc=Depends(_bearer_doc)) -> OrgScope:
+        return await org_scope_on_loop(request, org_id, permission)
 
     dependency.permission = permission  # for fast paths (org_scope_on_loop)
     return dependency
