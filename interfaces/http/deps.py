@@ -7,7 +7,8 @@ Dependencies that do no I/O are `async def` (FastAPI would otherwise send each t
 pool). The org scope authenticates itself and decides on the event loop (`org_scope_on_loop`): a
 log-head check shared by the requests waiting at that moment, the decision from cached aggregates,
 the rate limit through async Redis; only an aggregate not cached yet costs a thread hop. So an org
-route with a sync endpoint costs one thread hop, the endpoint's (adr/0030).
+route with a sync endpoint costs only the hops FastAPI makes for it: the endpoint, and the
+validation of its response (adr/0030).
 """
 from __future__ import annotations
 
