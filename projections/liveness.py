@@ -35,10 +35,11 @@ def has_pending_input(conn: Any) -> bool:
     if conn.closed or conn.broken:
         return True
     try:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        poller = select.poll()  # not select(): no limit on the descriptor's number
+        poller.register(conn.pgconn.socket, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))  # readable, or hung up / in error (always reported)
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 class _LastCheckouts:
