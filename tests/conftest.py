@@ -16,6 +16,9 @@ import pytest
 from interfaces.bootstrap import Container, build
 from interfaces.settings import Settings
 
+#: Shared fixtures kept in their own modules.
+pytest_plugins = ["tests.support.statements"]
+
 PG_URL = os.environ.get("PROMPTFORGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/promptforge_test")
 REDIS_URL = os.environ.get("PROMPTFORGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVERS = os.environ.get("PROMPTFORGE_REQUIRE_SERVERS", "") in ("1", "true", "yes")

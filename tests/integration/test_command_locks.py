@@ -57,23 +57,16 @@ def test_two_processes_exclude_each_other(locks):
     assert order == ["first lets go", "second holds"]
 
 
-def test_a_hold_is_two_statements_on_a_kept_connection(locks, monkeypatch):
+def test_a_hold_is_two_statements_on_a_kept_connection(locks, statements):
     first = locks()
     key = f"k:{uuid4()}"
     with first.hold(key):
         pass
     pid = _backend_pids(first)
-    sent: list[str] = []
-    execute = psycopg.Connection.execute
-
-    def counting(self, query, *args, **kwargs):
-        sent.append(str(query))
-        return execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    del statements[:]
     with first.hold(key):
         pass
-    assert sent == ["SELECT pg_advisory_lock(%s)", "SELECT pg_advisory_unlock(%s)"]
+    assert statements == ["SELECT pg_advisory_lock(%s)", "SELECT pg_advisory_unlock(%s)"]
     assert _backend_pids(first) == pid  # the same connection, kept for the next holder
 
 

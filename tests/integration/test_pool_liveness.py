@@ -18,20 +18,6 @@ PINGS = ("", ";")
 
 
 @pytest.fixture
-def statements(monkeypatch):
-    """Every statement sent through a psycopg cursor (`Connection.execute` included), in order."""
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def on_cursor(self, query, *args, **kwargs):
-        sent.append(str(query))
-        return execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", on_cursor)
-    return sent
-
-
-@pytest.fixture
 def library_retries(monkeypatch):
     """The eventsourcing recorders' retry sleeps (a connection error met by a read or an insert)."""
     slept: list[float] = []
