@@ -1116,7 +1116,7 @@ class CallCounter:
             count("read models (SQLAlchemy): statement")
 
         def on_checkout(*_a, **_k):
-            count("read models (SQLAlchemy): pool checkout (pre-ping)")
+            count("read models (SQLAlchemy): pool checkout")
 
         event.listen(engine, "before_cursor_execute", on_execute)
         event.listen(engine, "checkout", on_checkout)
@@ -1443,8 +1443,9 @@ def profile_fetch(requests: int, out: Path, db: BenchDatabase | None = None, poo
         "",
         "On Postgres every psycopg statement and every transaction command (BEGIN, COMMIT, ROLLBACK) is one round "
         "trip to the server, every Redis command one round trip to Redis; on SQLite they are calls into the "
-        "library in this process. A read-model pool checkout runs SQLAlchemy's pre-ping (`pool_pre_ping=True`: one "
-        "more statement on Postgres, counted among the psycopg statements). Not counted: the in-process runners' "
+        "library in this process. A pooled connection is pinged on checkout only when it may be gone (its socket "
+        "has input while idle, or it was idle 30 s: projections.liveness, adr/0030; a ping is one more statement, "
+        "counted among the psycopg statements). Not counted: the in-process runners' "
         f"polling on their own threads during the pass (in all, not per request: {background}).",
         "",
         "## What each piece costs: switched off in this process (as served, no profiler, interleaved with the "

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from interfaces.event_store import own_connection_args
 from projections.liveness import has_pending_input
 from projections.writer_lock import advisory_key
 
@@ -34,7 +35,7 @@ UNLOCK = "SELECT pg_advisory_unlock(%s)"
 
 class PostgresCommandLocks:
     """`hold(key)`: a context manager holding the key's advisory lock (see the module docstring).
-    `conninfo` and `kwargs` as the event store's pool connects (PostgresHeadReader does the same)."""
+    `conninfo` and `kwargs` as the event store's pool connects (`own_connection_args`)."""
 
     def __init__(self, conninfo: str, kwargs: dict[str, Any], connect_timeout: int = 5):
         self._conninfo = conninfo
@@ -46,8 +47,7 @@ class PostgresCommandLocks:
 
     @classmethod
     def for_recorder(cls, recorder: Any) -> "PostgresCommandLocks":
-        pool = recorder.datastore.pool
-        return cls(pool.conninfo, {k: v for k, v in pool.kwargs.items() if k != "row_factory"})
+        return cls(*own_connection_args(recorder))
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:

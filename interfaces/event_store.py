@@ -41,7 +41,7 @@ def eventsourcing_env(url: str, pool_size: int = 20, coalesce_saves: bool = Fals
             "POSTGRES_MAX_OVERFLOW": str(pool_size),
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_LOCK_TIMEOUT": "10",
-            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_PRE_PING": "y",  # made quiet by the composition root (projections.liveness, adr/0030)
             # concurrent saves of a process in one insert, under the same table lock (adr/0022)
             "COALESCE_SAVES": "y" if coalesce_saves else "n",
             **cache,
@@ -85,16 +85,20 @@ class SqliteHeadProbe:
             self._conn = None
 
 
+def own_connection_args(recorder) -> tuple[str, dict]:
+    """(conninfo, kwargs) to open a connection of one's own as the Postgres recorder's pool opens
+    its connections (rows as tuples: no dict row factory)."""
+    pool = recorder.datastore.pool
+    return pool.conninfo, {k: v for k, v in pool.kwargs.items() if k != "row_factory"}
+
+
 class PostgresHeadReader:
     """The Postgres store's head (the recorder's own statement) on one autocommit connection of its
-    own (adr/0020). The recorder's pool checks every connection it hands out with a round trip of
-    its own (POSTGRES_PRE_PING): here a failed read replaces the connection and is retried once,
-    so a read is one round trip. `LogHead` reads one at a time; the lock only guards against misuse."""
+    own (adr/0020): a failed read replaces the connection and is retried once, so a read is one
+    round trip. `LogHead` reads one at a time; the lock only guards against misuse."""
 
     def __init__(self, recorder, connect_timeout: int = 5):
-        pool = recorder.datastore.pool
-        self._kwargs = {k: v for k, v in pool.kwargs.items() if k != "row_factory"}
-        self._conninfo = pool.conninfo
+        self._conninfo, self._kwargs = own_connection_args(recorder)
         self._connect_timeout = connect_timeout
         self._statement = recorder.max_notification_id_statement
         self._lock = threading.Lock()
