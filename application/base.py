@@ -18,6 +18,7 @@ from application.coalesce import SaveCoalescer
 from application.commands import CommandObserver
 from application.log_head import LogHead
 from application.quota_batches import QuotaBatches
+from application.quota_reads import QuotaReads, quota_lock_key
 from application.request_access import AccessReads, RequestAccess
 from application.serialise import KeyedLocks
 from application.policy import AccessPolicy, Grant, org_not_found
@@ -66,7 +67,11 @@ class BaseApp(Application[UUID]):
         self.prompt_cache: PromptCache | None = None
         self._request_reads = AccessReads(self.repository.get)
         #: Prompt creations counted on their organisation's quota and saved in batches (adr/0025).
-        self.quota_batches = QuotaBatches(self.quota_lock, self._prompt_quota, self._save)
+        #: The quota as its lock is granted, from the one this process saved last (adr/0031).
+        self.quota_reads = QuotaReads(lambda key, read_after=None: self.command_locks.hold(key, read_after),
+                                      self._prompt_quota, self._quota_events_after, self.mapper.to_domain_event)
+        self.quota_batches = QuotaBatches(self.quota_reads.locked, self._prompt_quota, self._save,
+                                          self.quota_reads.keep)
         #: Group commit of concurrent saves (application.coalesce), on Postgres when the env says
         #: COALESCE_SAVES=y (the composition root does, from PROMPTFORGE_COALESCE_SAVES: adr/0022).
         self.save_coalescer: SaveCoalescer | None = None
@@ -159,7 +164,10 @@ class BaseApp(Application[UUID]):
         """The lock of the organisation's prompt counter (domain.quota, adr/0025): prompt creations
         queue on it (in the process, and across processes on Postgres) instead of colliding on the
         counter's stream. Taken after the organisation's lock by whoever holds both."""
-        return self.command_locks.hold(f"prompt_quota:{org_id}")
+        return self.command_locks.hold(quota_lock_key(org_id))
+
+    def _quota_events_after(self, quota_id: UUID, version: int):
+        return self.recorder.select_events(quota_id, gt=version)
 
     def _prompt_quota(self, org: Organisation) -> PromptQuota:
         """The organisation's prompt counter to write to, opened (not yet saved) from the count its

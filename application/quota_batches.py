@@ -6,7 +6,9 @@ Postgres across processes). One at a time, each paid for its own quota load, loc
 transaction, while the others waited. Here a creation that finds another one writing queues; the
 next thread to write takes the quota's lock, then every creation of that organisation queued by
 then, loads the quota once, counts each creation in turn (each count stamped with its own request's
-actor and request id) and saves them all in ONE save: one transaction, one commit.
+actor and request id) and saves them all in ONE save: one transaction, one commit. The quota comes
+with the lock (application.quota_reads: the one this process saved last, brought up to date in the
+lock's round trip), and is kept again after a save that carried it.
 
 Guarantees (tests/integration/test_quota_batches.py):
 - the plan's limit stays exact: counts are decided one by one on the loaded quota; a creation past
@@ -58,13 +60,17 @@ class _Org:
 
 
 class QuotaBatches:
-    def __init__(self, lock: Callable[[UUID], Any], quota: Callable[[Organisation], PromptQuota],
-                 save: Callable[..., int | None], max_batch: int = 64):
-        """`lock(org_id)`: the quota's lock (a context manager); `quota(org)`: the quota loaded (or
-        opened) for writing; `save(*aggregates_or_events)`: one atomic save, its last position."""
-        self._lock = lock
+    def __init__(self, locked: Callable[[Organisation], Any], quota: Callable[[Organisation], PromptQuota],
+                 save: Callable[..., int | None], keep: Callable[[PromptQuota], None] = lambda quota: None,
+                 max_batch: int = 64):
+        """`locked(org)`: a context manager holding the quota's lock, yielding the quota as of the
+        grant (application.quota_reads); `quota(org)`: the quota loaded (or opened) for writing;
+        `save(*aggregates_or_events)`: one atomic save, its last position; `keep(quota)`: told of a
+        quota just saved, for the next holder of the lock."""
+        self._locked = locked
         self._quota = quota
         self._save = save
+        self._keep = keep
         self._max_batch = max_batch
         self._cond = threading.Condition()
         self._orgs: dict[UUID, _Org] = {}
@@ -115,11 +121,11 @@ class QuotaBatches:
         was awaited (another process holding it) goes in the same save."""
         batch: list[_Creation] = []
         try:
-            with self._lock(org.id):
+            with self._locked(org) as quota:
                 with self._cond:
                     batch = state.queue[:self._max_batch]
                     del state.queue[:len(batch)]
-                self._combined(org, batch)
+                self._combined(org, quota, batch)
         except BaseException as exc:
             for creation in batch:
                 if not creation.saved and creation.error is None:
@@ -131,10 +137,10 @@ class QuotaBatches:
             for creation in batch:
                 creation.done = True
 
-    def _combined(self, org: Organisation, batch: list[_Creation]) -> None:
-        quota = self._quota(org)
+    def _combined(self, org: Organisation, quota: PromptQuota, batch: list[_Creation]) -> None:
         counted = [c for c in batch if self._count(quota, c)]
         if not counted:
+            self._keep(quota)  # nothing counted, nothing pending: still current
             return
         try:
             position = self._save(quota, *[e for c in counted for e in c.events])
@@ -146,6 +152,7 @@ class QuotaBatches:
             return
         for creation in counted:
             creation.position, creation.saved = position, True
+        self._keep(quota)
         self.saves += 1
         self.creations += len(counted)
 
@@ -158,6 +165,7 @@ class QuotaBatches:
         except Exception as exc:  # an interruption (BaseException) is for the writing thread: see _write
             creation.error = exc
             return
+        self._keep(quota)
         creation.saved = True
         self.saves += 1
         self.creations += 1

@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 
 class KeyedLocks:
@@ -25,7 +26,10 @@ class KeyedLocks:
         self._held = threading.local()
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
+    def hold(self, key: str, read_after: Any = None) -> Iterator[Any]:
+        """Hold the key's lock. `read_after`: passed to the cross-process lock, which may read with
+        its grant (interfaces.command_locks); what it read is yielded, None when nothing was (no
+        cross-process lock, or the key re-entered by the thread that holds it)."""
         with self._guard:
             lock = self._locks.get(key)
             if lock is None:
@@ -34,11 +38,17 @@ class KeyedLocks:
         held: set[str] = self._held.__dict__.setdefault("keys", set())
         with lock:
             if key in held:  # re-entered by a nested command: the outer one holds both locks
-                yield
+                yield None
                 return
             held.add(key)
             try:
-                with self._across(key) if self._across is not None else nullcontext():
-                    yield
+                if self._across is None:
+                    yield None
+                elif read_after is None:
+                    with self._across(key):
+                        yield None
+                else:
+                    with self._across(key, read_after=read_after) as read:
+                        yield read
             finally:
                 held.discard(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 from uuid import UUID, uuid4
 
@@ -52,12 +53,14 @@ class Store:
         self.saves.append(names)
         return len(self.saves)
 
-    def hold(self, org_id):
-        return self.lock_held
+    @contextmanager
+    def locked(self, org):
+        with self.lock_held:
+            yield self.quota(org)
 
 
 def _batches(store: Store, max_batch: int = 64) -> QuotaBatches:
-    return QuotaBatches(store.hold, store.quota, store.save, max_batch=max_batch)
+    return QuotaBatches(store.locked, store.quota, store.save, max_batch=max_batch)
 
 
 def _queued(batches: QuotaBatches, store: Store, names: list[str]) -> dict[str, object]:
