@@ -33,6 +33,8 @@ from domain.permissions import Permission
 from domain.quota import PromptQuota
 
 T = TypeVar("T")
+#: How many claimed prompt names a process remembers (BaseApp.names_taken), the oldest forgotten first.
+NAMES_TAKEN_KEPT = 10_000
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +68,9 @@ class BaseApp(Application[UUID]):
         #: adr/0026): wired with the log head, which keeps it current.
         self.prompt_cache: PromptCache | None = None
         self._request_reads = AccessReads(self.repository.get)
+        #: Prompt names (their PromptNameIndex ids) this process saw claimed: a claim is for good (adr/0031).
+        self.names_taken: dict[UUID, None] = {}
+        self._names_lock = threading.Lock()
         #: Prompt creations counted on their organisation's quota and saved in batches (adr/0025).
         #: The quota as its lock is granted, from the one this process saved last (adr/0031).
         self.quota_reads = QuotaReads(lambda key, read_after=None: self.command_locks.hold(key, read_after),
@@ -217,6 +222,19 @@ class BaseApp(Application[UUID]):
         repository's `in` would reconstruct it: a snapshot read, a read of all its events, and a
         deep copy when cached.)"""
         return bool(self.recorder.select_events(aggregate_id, limit=1))
+
+    def _name_taken(self, index_id: UUID) -> bool:
+        """Whether a prompt name is claimed (`_exists` of its PromptNameIndex), remembered when it
+        is: claims are never released (renamed prompts keep their old names as aliases)."""
+        if index_id in self.names_taken:
+            return True
+        if not self._exists(index_id):
+            return False
+        with self._names_lock:
+            if len(self.names_taken) >= NAMES_TAKEN_KEPT:
+                self.names_taken.pop(next(iter(self.names_taken)), None)
+            self.names_taken[index_id] = None
+        return True
 
     def _org(self, org_id: UUID) -> Organisation:
         return self._load(org_id, Organisation, org_not_found)

@@ -8,6 +8,9 @@ A command method loads aggregates, decides, and saves once. The decorator:
   IntegrityError), with jittered exponential backoff (tenacity): a retry reloads every aggregate,
   so a stale revision then fails with the domain's own conflict error, while an unrelated race
   succeeds on a later attempt; after `MAX_ATTEMPTS` the caller gets 409 `CONCURRENT_MODIFICATION`;
+- tells the command whether it runs again after such a race (`retrying()`): a command may leave a
+  check to its save on the first attempt (the save refuses what the check would have) and make it
+  on a retry, where its error is the answer (create_prompt's name, adr/0031);
 - reports each call's outcome to the application's `command_observer` (metrics), once per call;
 - tells the application's commit listeners (projection wake-ups, nudges) about its commits when it
   ends, after its lock is released (`BaseApp.commit_notices_deferred`).
@@ -20,6 +23,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError
@@ -32,6 +36,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_ATTEMPTS = 30
 #: Observer signature: (command name, exception or None, seconds).
 CommandObserver = Callable[[str, BaseException | None, float], None]
+#: The running command's attempt: 1, then 2 for every re-run after a concurrent save won.
+_attempt: ContextVar[int] = ContextVar("command_attempt", default=1)
+
+
+def retrying() -> bool:
+    """Whether the running command is a re-run after a concurrent save won the race (the event
+    store's IntegrityError on its first attempt)."""
+    return _attempt.get() > 1
+
+
+def _attempt_number(number: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    token = _attempt.set(number)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _attempt.reset(token)
 
 
 def _too_much_contention(_state: Any) -> Any:
@@ -53,7 +73,7 @@ def _retry(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         wait=wait_random_exponential(multiplier=2 * WAIT_MULTIPLIER, max=MAX_WAIT),
         retry_error_callback=_too_much_contention,
     )
-    return retrying(fn, *args, **kwargs)
+    return retrying(_attempt_number, 2, fn, *args, **kwargs)
 
 
 def command(fn: F | None = None, *, serialise: str | None = None) -> Any:
@@ -79,7 +99,7 @@ def command(fn: F | None = None, *, serialise: str | None = None) -> Any:
             with deferred() if deferred is not None else nullcontext(), metadata, \
                     locks.hold(f"{serialise}:{key}") if locks is not None else nullcontext():
                 try:  # the first attempt directly: the retry machinery only once a concurrent save won
-                    return fn(self, *args, **kwargs)
+                    return _attempt_number(1, fn, self, *args, **kwargs)
                 except IntegrityError:
                     pass
                 return _retry(fn, self, *args, **kwargs)

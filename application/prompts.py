@@ -13,11 +13,11 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, project_aggregate
 
 from application.base import BaseApp, request_fingerprint
-from application.commands import command
+from application.commands import command, retrying
 from application.principal import Principal
 from application.results import CommandResult
 from domain.composition import Lookup, Resolution, Target, has_includes, resolve
-from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from domain.errors import Conflict, DomainError, Forbidden, Invalid, LimitExceeded, NotFound
 from domain.ids import idempotent_id, prompt_name_index_id
 from domain.permissions import Permission, label_permission
 from domain.prompt import Prompt, PromptNameIndex
@@ -54,7 +54,15 @@ class PromptCommands(BaseApp):
         the quota's lock (application.quota_batches). The prompt is built, its name and
         Idempotency-Key looked up, and the caller authorised before; what they refuse is raised in
         the order it always was (grant, key reuse or replay, content, name, includes, limit). The
-        Organisation itself is not written."""
+        Organisation itself is not written.
+
+        The name's claim (its PromptNameIndex, created at version 1) is in the same save, so a taken
+        name is refused by the save itself. On a first attempt, a version without includes leaves
+        the name to the save instead of reading its claim first (adr/0031): the refused save is
+        retried by `@command`, and the retry reads the claim and answers PROMPT_NAME_TAKEN (or
+        the replay, for a concurrent twin with the same Idempotency-Key). Names are claimed for
+        good (renames keep old names as aliases), so a name seen taken is remembered and refused at
+        once; a refusal by the plan's limit checks the name first, as the order above says."""
         payload = {"org": str(org_id), "name": name, "template": template, "variables": variables,
                    "model_config": model_config, "tags": tags, "message": message,
                    **_given(type=None if type == "text" else type, messages=messages, template_format=template_format)}
@@ -66,7 +74,11 @@ class PromptCommands(BaseApp):
                 prompt = Prompt.create(prompt_id, org_id, name, template, variables, model_config, tags or [], message,
                                        request_hash=fingerprint, type=type, messages=messages,
                                        template_format="mustache" if template_format is None else template_format)
-                taken = self._exists(prompt_name_index_id(org_id, prompt.name))
+                index_id = prompt_name_index_id(org_id, prompt.name)
+                version = prompt.versions[-1]
+                read_claim = (retrying() or index_id in self.names_taken
+                              or has_includes(version["template"], version["messages"], version["template_format"]))
+                taken = self._name_taken(index_id) if read_claim else False
         except DomainError as exc:
             refused = exc
         org = self.authorise(principal, org_id, Permission.PROMPTS_WRITE, checked_head=checked_head).org
@@ -79,7 +91,13 @@ class PromptCommands(BaseApp):
                            details={"name": prompt.name})
         self._check_composition(org_id, prompt, prompt.versions[-1])
         index = PromptNameIndex(org_id=org_id, name=prompt.name, prompt_id=prompt_id)
-        position = self.quota_batches.count_and_save(org, prompt_id, prompt, index)
+        try:
+            position = self.quota_batches.count_and_save(org, prompt_id, prompt, index)
+        except LimitExceeded:
+            if not read_claim and self._name_taken(index_id):  # the name comes before the limit
+                raise Conflict(f"a prompt named {prompt.name!r} already exists", code="PROMPT_NAME_TAKEN",
+                               details={"name": prompt.name}) from None
+            raise
         return CommandResult(prompt_id, position, version=1)
 
     @command
