@@ -8,7 +8,7 @@ import time
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from application.commands import MAX_ATTEMPTS, command
+from application.commands import MAX_ATTEMPTS, command, retrying
 from application.principal import Principal
 from domain.base import current_metadata
 from domain.errors import Conflict, Invalid
@@ -86,3 +86,19 @@ def test_a_retry_that_then_fails_in_the_domain_raises_the_domain_error(waits):
     with pytest.raises(Conflict) as raised:
         fake.act(PRINCIPAL, 1, request_id="r5")
     assert raised.value.code == "PROMPT_VERSION_CONFLICT" and fake.calls == 2 and len(waits) == 1
+
+
+def test_a_command_knows_whether_it_is_a_retry(waits):
+    seen: list[bool] = []
+
+    class Watching(Fake):
+        @command
+        def act(self, principal: Principal, value: int, request_id: str) -> int:
+            seen.append(retrying())
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise self.error("boom")
+            return value
+
+    assert Watching(2).act(PRINCIPAL, 1, request_id="r") == 1
+    assert seen == [False, True, True] and not retrying()  # and nothing left set after the command
