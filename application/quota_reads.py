@@ -89,7 +89,3 @@ class QuotaReads:
             if len(self._kept) >= self._maxsize:
                 del self._kept[next(iter(self._kept))]  # the one kept longest ago
             self._kept[quota.org_id] = quota
-
-    def forget(self, org_id: UUID) -> None:
-        with self._guard:
-            self._kept.pop(org_id, None)
