@@ -51,12 +51,18 @@ class Store:
         self.app.save(quota)
 
 
+def _counted_and_kept(store: Store, reads: QuotaReads, org=ORG, n: int = 1) -> PromptQuota:
+    """A writer's turn: the quota under its lock, `n` counts saved, the quota kept."""
+    with reads.locked(org) as quota:
+        store.count(quota, n)
+        reads.keep(quota)
+    return quota
+
+
 def test_the_first_holder_loads_and_the_next_fast_forwards_what_others_saved():
     store = Store()
     reads = store.reads()
-    with reads.locked(ORG) as quota:
-        store.count(quota)
-        reads.keep(quota)
+    _counted_and_kept(store, reads)
     other = store.load(ORG)  # another process counts twice meanwhile
     store.count(other, 2)
     with reads.locked(ORG) as quota:
@@ -68,9 +74,7 @@ def test_the_first_holder_loads_and_the_next_fast_forwards_what_others_saved():
 def test_what_the_lock_read_is_used_instead_of_a_read_of_the_stream():
     store = Store()
     reads = store.reads()
-    with reads.locked(ORG) as quota:
-        store.count(quota)
-        reads.keep(quota)
+    quota = _counted_and_kept(store, reads)
     other = store.load(ORG)
     store.count(other)
     store.lock_read = list(store.app.recorder.select_events(quota.id, gt=quota.version))
@@ -82,9 +86,7 @@ def test_what_the_lock_read_is_used_instead_of_a_read_of_the_stream():
 def test_a_kept_quota_is_taken_out_while_held_and_a_failed_save_keeps_nothing():
     store = Store()
     reads = store.reads()
-    with reads.locked(ORG) as quota:
-        store.count(quota)
-        reads.keep(quota)
+    _counted_and_kept(store, reads)
     with reads.locked(ORG) as first:
         with reads.locked(ORG) as second:  # (a re-entered lock, say): never the same object
             assert second is not first
@@ -97,9 +99,7 @@ def test_a_kept_quota_is_taken_out_while_held_and_a_failed_save_keeps_nothing():
 def test_an_event_that_does_not_follow_the_kept_version_loads_instead():
     store = Store()
     reads = store.reads()
-    with reads.locked(ORG) as quota:
-        store.count(quota, 2)
-        reads.keep(quota)
+    quota = _counted_and_kept(store, reads, n=2)
     store.lock_read = list(store.app.recorder.select_events(quota.id, gt=1))  # one the kept quota already has
     with reads.locked(ORG) as current:
         assert current.count == 2 and current is not quota
@@ -111,7 +111,5 @@ def test_the_oldest_kept_quota_goes_first_past_the_size():
     reads = store.reads(maxsize=2)
     orgs = [SimpleNamespace(id=uuid4(), plan="PRO", prompt_count=0) for _ in range(3)]
     for org in orgs:
-        with reads.locked(org) as quota:
-            store.count(quota)
-            reads.keep(quota)
+        _counted_and_kept(store, reads, org)
     assert list(reads._kept) == [orgs[1].id, orgs[2].id]
